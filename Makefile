@@ -1,0 +1,41 @@
+# camflow: `make demo` sets up and runs the job on a real video; `make test` runs the suite.
+SHELL := /bin/bash
+PY := .venv/bin/python
+CAMFLOW := .venv/bin/camflow
+VIDEO ?=
+CAMERAS ?= 1
+PYTEST_ARGS ?=
+
+.PHONY: setup models demo test unit up down clean
+
+setup: .venv/.camflow-setup.stamp
+
+.venv/.camflow-setup.stamp: requirements.txt constraints.txt setup.py infra/setup_env.sh
+	bash infra/setup_env.sh
+
+models: setup
+	$(CAMFLOW) models build
+
+demo: models
+	$(CAMFLOW) demo --cameras $(CAMERAS) $(if $(VIDEO),--video "$(VIDEO)")
+
+test: models
+	bash infra/postgres.sh
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# Local services for development: Tansu broker, PostgreSQL, and a standalone Flink cluster
+# (a JobManager and 2 TaskManagers) that `camflow job submit` targets.
+up: setup
+	$(PY) -m camflow.infra.broker start
+	bash infra/postgres.sh
+	$(PY) -m camflow.infra.flink up
+
+down:
+	-$(PY) -m camflow.infra.flink down
+	-$(PY) -m camflow.infra.broker stop
+
+clean: down
+	rm -rf var .pytest_cache

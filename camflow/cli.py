@@ -1,0 +1,162 @@
+"""The ``camflow`` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import ConfigError, load_config
+
+
+def _config(args):
+    return load_config(getattr(args, "config", None))
+
+
+def cmd_ingest(args) -> int:
+    from .sampler import SourceError, ingest
+    config = _config(args)
+    camera = config.camera(args.camera)
+    fps = args.fps or (camera.fps if camera else 1.0)
+    source = args.source or (camera.source if camera else None)
+    if not source:
+        raise SystemExit(f"camflow ingest: no --source and camera {args.camera!r} has none configured")
+    max_width = args.max_width or (camera.max_width if camera else 960)
+    try:
+        report = ingest(config.kafka, args.camera, source, fps, max_width=max_width,
+                        max_frames=args.max_frames, realtime=args.realtime)
+    except SourceError as exc:
+        print(f"camflow ingest: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"camera": report.camera_id, "frames": report.frames, "bytes": report.bytes,
+                      "seconds": round(report.seconds, 2)}))
+    return 0
+
+
+def cmd_job_run(args) -> int:
+    from camflow.jobs.camera_job import run
+    from .kafka import scan_next_offsets
+    config = _config(args)
+    stops = scan_next_offsets(config.kafka, config.kafka.topics.frames) if args.bounded else None
+    run(config, stops, args.parallelism)
+    return 0
+
+
+def cmd_job_submit(args) -> int:
+    from camflow.infra.flink import submit_job
+    config_path = args.config
+    extra = []
+    if args.bounded:
+        from .kafka import scan_next_offsets
+        stops = scan_next_offsets(_config(args).kafka, _config(args).kafka.topics.frames)
+        extra = ["--stop-offsets", json.dumps(stops)]
+    return submit_job(config_path, parallelism=args.parallelism, extra_args=extra,
+                      detached=not args.bounded)
+
+
+def cmd_sink(args) -> int:
+    from .sink import run_sink
+    config = _config(args)
+    report = run_sink(config, store_url=args.store, idle_exit_s=args.idle_exit)
+    print(json.dumps({"written": report.written, "rejected": report.rejected,
+                      "seconds": round(report.seconds, 2)}))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from camflow.models import build as model_build
+    from camflow.models import registry
+    if args.action == "build":
+        model_build.build(names=args.names or None, force=args.force)
+    for row in registry.list_models():
+        print("  ".join(f"{k}={v}" for k, v in row.items()))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    if args.what == "faces":
+        from .eval_perception import eval_faces
+        result = eval_faces(args.images, args.labels)
+    elif args.what == "plates":
+        from .eval_perception import eval_plates
+        result = eval_plates(args.images, args.labels)
+    else:
+        from .eval_detect import eval_detect
+        result = eval_detect(args.video, every=args.every, config=_config(args))
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+    return run_demo(args.config, video=args.video, fps=args.fps, cameras=args.cameras,
+                    store_url=args.store)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="camflow", description="Streaming analytics for CCTV networks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="sample a camera or video and publish FrameSamples")
+    p.add_argument("--camera", required=True, help="camera id (the Kafka key)")
+    p.add_argument("--source", help="rtsp://, http(s):// URL or a video file (default: the camera's configured source)")
+    p.add_argument("--fps", type=float, help="samples per second (default: the camera's fps)")
+    p.add_argument("--max-width", type=int)
+    p.add_argument("--max-frames", type=int)
+    p.add_argument("--realtime", action="store_true", help="pace file replay at the video's speed")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_ingest)
+
+    job = sub.add_parser("job", help="run or submit the Flink job").add_subparsers(dest="action", required=True)
+    p = job.add_parser("run", help="run on Flink's embedded mini-cluster")
+    p.add_argument("--config")
+    p.add_argument("--bounded", action="store_true", help="process the frames now in the topic, then stop")
+    p.add_argument("--parallelism", type=int)
+    p.set_defaults(func=cmd_job_run)
+    p = job.add_parser("submit", help="submit to a Flink cluster (default: the local one from `make up`)")
+    p.add_argument("--config")
+    p.add_argument("--bounded", action="store_true")
+    p.add_argument("--parallelism", type=int)
+    p.set_defaults(func=cmd_job_submit)
+
+    p = sub.add_parser("sink", help="write alerts, aggregates and analyses to the analyst store")
+    p.add_argument("--config")
+    p.add_argument("--store", help="duckdb:///PATH or postgresql://... (default: config store.url)")
+    p.add_argument("--idle-exit", type=float, help="stop after this many seconds without records")
+    p.set_defaults(func=cmd_sink)
+
+    p = sub.add_parser("models", help="build or list the default models")
+    p.add_argument("action", choices=["build", "list"])
+    p.add_argument("names", nargs="*")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("eval", help="measure model accuracy on labelled data")
+    p.add_argument("what", choices=["faces", "plates", "detect"])
+    p.add_argument("--images")
+    p.add_argument("--labels")
+    p.add_argument("--video")
+    p.add_argument("--every", type=int, default=50)
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("demo", help="sample a video, run the job on the mini-cluster, summarise")
+    p.add_argument("--config", default=None)
+    p.add_argument("--video", help="video file or stream URL (default: vtest.avi)")
+    p.add_argument("--fps", type=float)
+    p.add_argument("--cameras", type=int, default=1, help="how many cameras replay the video")
+    p.add_argument("--store")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ConfigError as exc:
+        print(f"camflow: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""One YAML file configures a deployment; these typed models validate it.
+
+Secrets never live in the YAML: Kafka credentials name environment variables or files
+(``password_env`` / ``password_file``) that are read only when a client is built.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Location(Strict):
+    site: str = Field(description="Place name, e.g. 'Bai Vong port, arrivals hall'")
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    kind: str | None = Field(None, description="port | airport | market | square | gateway | beach | ...")
+
+
+class Camera(Strict):
+    id: str
+    name: str = ""
+    location: Location | None = None
+    source: str | None = Field(None, description="rtsp://, http(s):// or a video file path")
+    fps: float = Field(1.0, gt=0, le=30)
+    max_width: int = Field(960, ge=64, le=7680)
+    crowd_limit: int | None = Field(None, ge=1, description="persons in one frame that raise crowd_limit")
+    sampler_policy: Literal["keep-all", "latest-only"] = "keep-all"
+
+    @field_validator("id")
+    @classmethod
+    def _id_format(cls, value: str) -> str:
+        if not CAMERA_ID.match(value):
+            raise ValueError("camera id must be 1-64 chars of a-z 0-9 _ . - (lower case)")
+        return value
+
+
+class KafkaSecurity(Strict):
+    """librdkafka-style security settings; the password comes from the environment or a file."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+
+    def password(self) -> str | None:
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise RuntimeError(f"environment variable {self.password_env} (Kafka password) is not set")
+            return value
+        if self.password_file:
+            return self.password_file.read_text().strip()
+        return None
+
+
+class Topics(Strict):
+    frames: str = "frames"
+    analyses: str = "analyses"
+    alerts: str = "alerts"
+    aggregates: str = "aggregates"
+    dead_letters: str = "dead-letters"
+    partitions: int = Field(4, ge=1, description="partitions per topic: the most parallelism a stage can use")
+
+
+class Kafka(Strict):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    security: KafkaSecurity = KafkaSecurity()
+    schema_registry_url: str | None = None
+    group_id: str = "camflow"
+    topics: Topics = Topics()
+
+    def client_conf(self) -> dict[str, str]:
+        """Settings shared by every librdkafka client (sampler, sink, tools)."""
+        conf = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security.protocol}
+        sec = self.security
+        if sec.sasl_mechanism:
+            conf["sasl.mechanism"] = sec.sasl_mechanism
+        if sec.username:
+            conf["sasl.username"] = sec.username
+        password = sec.password()
+        if password is not None:
+            conf["sasl.password"] = password
+        for key, value in (("ssl.ca.location", sec.ssl_ca_location),
+                           ("ssl.certificate.location", sec.ssl_certificate_location),
+                           ("ssl.key.location", sec.ssl_key_location)):
+            if value:
+                conf[key] = str(value)
+        return conf
+
+    def java_client_properties(self) -> dict[str, str]:
+        """The same settings for Flink's Java Kafka connector."""
+        props = {"security.protocol": self.security.protocol}
+        sec = self.security
+        if sec.sasl_mechanism:
+            props["sasl.mechanism"] = sec.sasl_mechanism
+            password = sec.password() or ""
+            module = ("org.apache.kafka.common.security.plain.PlainLoginModule"
+                      if sec.sasl_mechanism == "PLAIN"
+                      else "org.apache.kafka.common.security.scram.ScramLoginModule")
+            props["sasl.jaas.config"] = (f'{module} required username="{sec.username or ""}" '
+                                         f'password="{password}";')
+        if sec.ssl_ca_location:
+            props["ssl.truststore.type"] = "PEM"
+            props["ssl.truststore.location"] = str(sec.ssl_ca_location)
+        return props
+
+    def registry_conf(self) -> dict[str, str] | None:
+        return {"url": self.schema_registry_url} if self.schema_registry_url else None
+
+
+class Detector(Strict):
+    model: str = "centernet-coco"
+    score_threshold: float = Field(0.35, gt=0, lt=1)
+    nms_iou: float = Field(0.5, gt=0, lt=1)
+    classes: list[str] = Field(default_factory=lambda: [
+        "person", "bicycle", "car", "motorcycle", "bus", "truck",
+        "backpack", "handbag", "suitcase", "bottle"])
+    threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads per operator instance")
+
+
+class Tracking(Strict):
+    iou_threshold: float = Field(0.3, gt=0, lt=1)
+    max_age_ms: int = Field(3000, ge=0)
+    min_hits: int = Field(2, ge=1)
+
+
+class Limits(Strict):
+    max_jpeg_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(3840 * 2160, ge=64 * 64)
+    max_future_skew_ms: int = Field(60_000, ge=0)
+    max_age_ms: int = Field(7 * 24 * 3600 * 1000, ge=0)
+
+
+class Job(Strict):
+    parallelism: int = Field(1, ge=1)
+    checkpoint_interval_ms: int = Field(10_000, ge=500)
+    checkpoint_dir: str | None = Field(None, description="file:// or s3:// URI for retained checkpoints")
+    window_ms: int = Field(60_000, ge=1000)
+    out_of_orderness_ms: int = Field(5_000, ge=0)
+    idleness_ms: int = Field(10_000, ge=100, description="a silent partition stops holding back the watermark after this")
+    allowed_lateness_ms: int = Field(0, ge=0)
+    default_crowd_limit: int | None = Field(None, ge=1)
+    detector: Detector = Detector()
+    tracking: Tracking = Tracking()
+    limits: Limits = Limits()
+    reject_unknown_cameras: bool = Field(True, description="frames from cameras not in the config go to dead-letters")
+
+
+class Store(Strict):
+    url: str = Field("duckdb:///var/camflow.duckdb", description="duckdb:///PATH or postgresql://...")
+
+
+class Config(Strict):
+    deployment: str = "camflow"
+    cameras: list[Camera] = Field(default_factory=list)
+    kafka: Kafka = Kafka()
+    job: Job = Job()
+    store: Store = Store()
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> "Config":
+        seen: set[str] = set()
+        for cam in self.cameras:
+            if cam.id in seen:
+                raise ValueError(f"camera id {cam.id!r} appears twice")
+            seen.add(cam.id)
+        return self
+
+    def camera(self, camera_id: str) -> Camera | None:
+        return next((c for c in self.cameras if c.id == camera_id), None)
+
+    def crowd_limits(self) -> dict[str, int]:
+        return {c.id: c.crowd_limit for c in self.cameras if c.crowd_limit}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate a YAML config; ``None`` gives the defaults. Errors name the field."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{path}: invalid configuration:"]
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from exc

@@ -1,0 +1,128 @@
+"""Kafka clients outside Flink (sampler, analyst-store sink, tools), built from the config.
+
+Everything connects by bootstrap servers and security settings only, so the same code runs
+against the local Tansu broker and any Apache Kafka cluster.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from .config import Kafka
+
+
+def reliable_producer(kafka: Kafka, **overrides) -> Producer:
+    """A producer that loses nothing: acks from all in-sync replicas, idempotent retries."""
+    conf = {
+        **kafka.client_conf(),
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        "message.max.bytes": 16 * 1024 * 1024,
+        "delivery.timeout.ms": 300_000,  # keep retrying through a broker restart
+        "retry.backoff.ms": 200,
+        "retry.backoff.max.ms": 5_000,
+        **overrides,
+    }
+    return Producer(conf)
+
+
+@dataclass
+class DeliveryTracker:
+    """Counts deliveries and remembers, per partition, the offset after the last record."""
+
+    delivered: int = 0
+    failed: list[str] = field(default_factory=list)
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def __call__(self, err, msg) -> None:
+        if err is not None:
+            self.failed.append(str(err))
+            return
+        self.delivered += 1
+        key = (msg.topic(), msg.partition())
+        self.next_offsets[key] = max(self.next_offsets.get(key, 0), msg.offset() + 1)
+
+
+def produce_reliably(producer: Producer, topic: str, value: bytes, key: bytes | None,
+                     timestamp_ms: int | None, on_delivery: Callable) -> None:
+    """Produce, waiting for queue space instead of dropping when the local queue is full."""
+    while True:
+        try:
+            kwargs = {"timestamp": timestamp_ms} if timestamp_ms is not None else {}
+            producer.produce(topic, value=value, key=key, on_delivery=on_delivery, **kwargs)
+            producer.poll(0)
+            return
+        except BufferError:
+            producer.poll(0.1)
+
+
+def partition_count(kafka: Kafka, topic: str, timeout: float = 10.0) -> int:
+    consumer = Consumer({**kafka.client_conf(), "group.id": "camflow-meta"})
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise KafkaException(f"topic {topic!r} not found on {kafka.bootstrap_servers}")
+        return len(meta.partitions)
+    finally:
+        consumer.close()
+
+
+def read_topic(kafka: Kafka, topic: str, idle_timeout_s: float = 3.0, max_wait_s: float = 120.0,
+               start_offsets: dict[int, int] | None = None,
+               stop_offsets: dict[int, int] | None = None) -> Iterator:
+    """Yield every message of a topic from the start, with ``assign()`` (no group join).
+
+    The read ends at ``stop_offsets`` when given; otherwise once no message arrived for
+    ``idle_timeout_s`` (Tansu reports wrong end offsets, so they are not trusted).
+    """
+    partitions = partition_count(kafka, topic)
+    consumer = Consumer({**kafka.client_conf(), "group.id": "camflow-reader",
+                         "enable.auto.commit": False, "enable.partition.eof": False})
+    starts = start_offsets or {}
+    consumer.assign([TopicPartition(topic, p, starts.get(p, 0)) for p in range(partitions)])
+    remaining = dict(stop_offsets) if stop_offsets else None
+    if remaining is not None:
+        remaining = {p: o for p, o in remaining.items() if o > starts.get(p, 0)}
+    deadline = time.monotonic() + max_wait_s
+    last_message = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            if remaining is not None and not remaining:
+                return
+            msg = consumer.poll(0.2)
+            if msg is None:
+                if remaining is None and time.monotonic() - last_message > idle_timeout_s:
+                    return
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(msg.error())
+            last_message = time.monotonic()
+            if remaining is not None:
+                stop = remaining.get(msg.partition())
+                if stop is None or msg.offset() >= stop:
+                    continue
+                if msg.offset() + 1 >= stop:
+                    del remaining[msg.partition()]
+            yield msg
+        if remaining:
+            raise TimeoutError(f"{topic}: stop offsets {remaining} not reached in {max_wait_s}s")
+    finally:
+        consumer.close()
+
+
+def scan_next_offsets(kafka: Kafka, topic: str, idle_timeout_s: float = 3.0) -> dict[int, int]:
+    """partition -> offset after the last record now in the topic, found by reading it.
+
+    Used to make a bounded job run stop exactly at what was there when it started (the
+    broker's reported end offsets are not trusted: Tansu gets them wrong after batches).
+    """
+    found: dict[int, int] = {p: 0 for p in range(partition_count(kafka, topic))}
+    for msg in read_topic(kafka, topic, idle_timeout_s=idle_timeout_s, max_wait_s=3600):
+        found[msg.partition()] = max(found[msg.partition()], msg.offset() + 1)
+    return found

@@ -1,0 +1,156 @@
+"""The analyst store: alerts, aggregates and frame analyses in SQL, written idempotently.
+
+DuckDB (an embedded file, the default) or PostgreSQL (``postgresql://...``). Every write is an
+upsert on the record's natural key (alert id; camera + window; camera + sequence), so a record
+delivered twice, after a failover or a sink restart, leaves exactly one row.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS alerts (
+        alert_id TEXT PRIMARY KEY, type TEXT NOT NULL, severity TEXT NOT NULL,
+        camera_id TEXT NOT NULL, time_ms BIGINT NOT NULL, alert_time TIMESTAMP NOT NULL,
+        subject TEXT, score DOUBLE PRECISION, track_id BIGINT, evidence TEXT,
+        evidence_ref TEXT, has_evidence_jpeg BOOLEAN, deliveries INTEGER NOT NULL DEFAULT 1)""",
+    """CREATE TABLE IF NOT EXISTS aggregates (
+        camera_id TEXT NOT NULL, window_start_ms BIGINT NOT NULL, window_end_ms BIGINT NOT NULL,
+        window_start TIMESTAMP NOT NULL, frames INTEGER NOT NULL, unique_tracks INTEGER NOT NULL,
+        anomaly_score DOUBLE PRECISION,
+        PRIMARY KEY (camera_id, window_start_ms, window_end_ms))""",
+    """CREATE TABLE IF NOT EXISTS aggregate_counts (
+        camera_id TEXT NOT NULL, window_start_ms BIGINT NOT NULL, window_end_ms BIGINT NOT NULL,
+        class_name TEXT NOT NULL, max_in_frame INTEGER NOT NULL, mean_per_frame DOUBLE PRECISION,
+        unique_tracks INTEGER,
+        PRIMARY KEY (camera_id, window_start_ms, window_end_ms, class_name))""",
+    """CREATE TABLE IF NOT EXISTS frame_analyses (
+        camera_id TEXT NOT NULL, sequence BIGINT NOT NULL, capture_ms BIGINT NOT NULL,
+        capture_time TIMESTAMP NOT NULL, processed_ms BIGINT NOT NULL, objects INTEGER NOT NULL,
+        persons INTEGER NOT NULL, vehicles INTEGER NOT NULL, detections TEXT NOT NULL,
+        deliveries INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (camera_id, sequence))""",
+    """CREATE TABLE IF NOT EXISTS sink_rejects (
+        topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL, kafka_offset BIGINT NOT NULL,
+        reason TEXT NOT NULL, payload BYTEA,
+        PRIMARY KEY (topic, kafka_partition, kafka_offset))""",
+]
+
+VEHICLES = ("bicycle", "car", "motorcycle", "bus", "truck")
+
+
+def _ts(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc).replace(tzinfo=None)
+
+
+class AnalystStore:
+    """A DB-API connection plus the upserts; ``url`` is ``duckdb:///path`` or ``postgresql://``."""
+
+    def __init__(self, url: str):
+        self.url = url
+        if url.startswith(("postgresql://", "postgres://")):
+            import psycopg
+            self.kind = "postgresql"
+            self.conn = psycopg.connect(url, autocommit=False)
+        elif url.startswith("duckdb://"):
+            import duckdb
+            self.kind = "duckdb"
+            # SQLAlchemy's convention: duckdb:///relative/path, duckdb:////absolute/path.
+            path = url.removeprefix("duckdb:///") if url.startswith("duckdb:///") else ":memory:"
+            if path not in ("", ":memory:"):
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.conn = duckdb.connect(path or ":memory:")
+        else:
+            raise ValueError(f"unsupported store URL {url!r}: use duckdb:///PATH or postgresql://...")
+        self.create_schema()
+
+    def _sql(self, statement: str) -> str:
+        if self.kind == "duckdb":
+            return statement.replace("%s", "?").replace("BYTEA", "BLOB")
+        return statement
+
+    def execute(self, statement: str, params: Iterable = ()):
+        cur = self.conn.cursor()
+        cur.execute(self._sql(statement), tuple(params))
+        return cur
+
+    def query(self, statement: str, params: Iterable = ()) -> list[tuple]:
+        return self.execute(statement, params).fetchall()
+
+    def create_schema(self) -> None:
+        for statement in SCHEMA:
+            self.execute(statement)
+        self.commit()
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- upserts, one per contract ------------------------------------------------------------
+    def upsert_alert(self, a: dict) -> None:
+        self.execute(
+            """INSERT INTO alerts (alert_id, type, severity, camera_id, time_ms, alert_time, subject,
+                   score, track_id, evidence, evidence_ref, has_evidence_jpeg)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (alert_id) DO UPDATE SET
+                   severity = excluded.severity, score = excluded.score,
+                   evidence = excluded.evidence, evidence_ref = excluded.evidence_ref,
+                   has_evidence_jpeg = excluded.has_evidence_jpeg,
+                   deliveries = alerts.deliveries + 1""",
+            (a["alert_id"], a["type"], a["severity"], a["camera_id"], a["time_ms"], _ts(a["time_ms"]),
+             a.get("subject"), a.get("score"), a.get("track_id"), a.get("evidence"),
+             a.get("evidence_ref"), a.get("evidence_jpeg") is not None))
+
+    def upsert_aggregate(self, g: dict) -> None:
+        key = (g["camera_id"], g["window_start_ms"], g["window_end_ms"])
+        self.execute(
+            """INSERT INTO aggregates (camera_id, window_start_ms, window_end_ms, window_start, frames,
+                   unique_tracks, anomaly_score) VALUES (%s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (camera_id, window_start_ms, window_end_ms) DO UPDATE SET
+                   frames = excluded.frames, unique_tracks = excluded.unique_tracks,
+                   anomaly_score = excluded.anomaly_score""",
+            (*key, _ts(g["window_start_ms"]), g["frames"], g["unique_tracks"], g.get("anomaly_score")))
+        means = g.get("mean_by_class") or {}
+        uniques = g.get("unique_tracks_by_class") or {}
+        for name, count in sorted(g["counts_by_class"].items()):
+            self.execute(
+                """INSERT INTO aggregate_counts (camera_id, window_start_ms, window_end_ms, class_name,
+                       max_in_frame, mean_per_frame, unique_tracks) VALUES (%s, %s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (camera_id, window_start_ms, window_end_ms, class_name) DO UPDATE SET
+                       max_in_frame = excluded.max_in_frame, mean_per_frame = excluded.mean_per_frame,
+                       unique_tracks = excluded.unique_tracks""",
+                (*key, name, count, means.get(name), uniques.get(name)))
+
+    def upsert_analysis(self, f: dict) -> None:
+        classes = [d["class_name"] for d in f["detections"]]
+        detections = [{k: d[k] for k in ("class_name", "score", "x1", "y1", "x2", "y2", "track_id")}
+                      for d in f["detections"]]
+        self.execute(
+            """INSERT INTO frame_analyses (camera_id, sequence, capture_ms, capture_time, processed_ms,
+                   objects, persons, vehicles, detections) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (camera_id, sequence) DO UPDATE SET
+                   processed_ms = excluded.processed_ms, objects = excluded.objects,
+                   persons = excluded.persons, vehicles = excluded.vehicles,
+                   detections = excluded.detections,
+                   deliveries = frame_analyses.deliveries + 1""",
+            (f["camera_id"], f["sequence"], f["capture_ms"], _ts(f["capture_ms"]), f["processed_ms"],
+             len(classes), classes.count("person"), sum(c in VEHICLES for c in classes),
+             json.dumps(detections, separators=(",", ":"))))
+
+    def reject(self, topic: str, partition: int, offset: int, reason: str, payload: bytes | None) -> None:
+        self.execute(
+            """INSERT INTO sink_rejects (topic, kafka_partition, kafka_offset, reason, payload)
+               VALUES (%s, %s, %s, %s, %s) ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING""",
+            (topic, partition, offset, reason, payload))
+
+    def counts(self) -> dict[str, int]:
+        return {t: self.query(f"SELECT COUNT(*) FROM {t}")[0][0]
+                for t in ("alerts", "aggregates", "frame_analyses", "sink_rejects")}

@@ -1,0 +1,107 @@
+"""The camflow streaming job. Reads like its dataflow diagram:
+
+    frames (Kafka) -> admit -> [dead-letters]
+                        |
+                  event time (capture_ms, bounded out-of-orderness, idleness)
+                        |
+                  key by camera -> analyse: decode JPEG, detect, track -> analyses (Kafka)
+                        |
+                  summarise -> key by camera -> tumbling window -> aggregates (Kafka)
+                                                      |               \-> [late -> dead-letters]
+                                                crowd rule -> alerts (Kafka)
+
+Run it with ``camflow job run`` (embedded mini-cluster), ``camflow job submit`` (a Flink
+cluster), or ``flink run -py jobs/camera_job.py -pyexec .venv/bin/python -- --config FILE``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pyflink.common import Duration, Types, WatermarkStrategy
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.datastream.window import TumblingEventTimeWindows
+
+from camflow.config import Config, load_config
+from camflow.schemas.codec import AvroCodec
+from camflow.jobs import operators as op
+from camflow.jobs.kafka_io import BYTES, bytes_sink, frames_source
+
+
+def encoder(contract: str, config: Config, topic: str):
+    codec = AvroCodec(contract, config.kafka.registry_conf(), subject=f"{topic}-value")
+    return lambda record: codec.encode(record)
+
+
+def build_pipeline(env: StreamExecutionEnvironment, config: Config,
+                   stop_offsets: dict[int, int] | None = None) -> None:
+    kafka, job, topics = config.kafka, config.job, config.kafka.topics
+
+    raw = env.from_source(frames_source(kafka, stop_offsets), WatermarkStrategy.no_watermarks(),
+                          "frames")
+    admitted = raw.process(op.AdmitFrames(config)).name("admit")
+
+    event_time = (WatermarkStrategy
+                  .for_bounded_out_of_orderness(Duration.of_millis(job.out_of_orderness_ms))
+                  .with_idleness(Duration.of_millis(job.idleness_ms))
+                  .with_timestamp_assigner(op.CaptureTime()))
+    analyses = (admitted
+                .assign_timestamps_and_watermarks(event_time)
+                .key_by(lambda frame: frame["camera_id"], key_type=Types.STRING())
+                .process(op.AnalyseFrames(config)).name("analyse")
+                .uid("analyse"))
+
+    windows = (analyses
+               .map(op.summarise).name("summarise")
+               .key_by(lambda summary: summary["camera_id"], key_type=Types.STRING())
+               .window(TumblingEventTimeWindows.of(Duration.of_millis(job.window_ms)))
+               .allowed_lateness(job.allowed_lateness_ms)
+               .side_output_late_data(op.LATE_FOR_WINDOW)
+               .aggregate(op.CountObjects(), op.EmitAggregate()).name("count-per-window")
+               .uid("count-per-window"))
+    alerts = windows.process(op.CrowdAlerts(config)).name("crowd-rule")
+
+    dead_letters = (admitted.get_side_output(op.DEAD_LETTERS)
+                    .union(analyses.get_side_output(op.DEAD_LETTERS),
+                           windows.get_side_output(op.LATE_FOR_WINDOW)
+                           .process(op.LateFrames(topics.frames))))
+
+    analyses.map(op.encode_analysis).map(encoder("FrameAnalysis", config, topics.analyses), BYTES) \
+        .sink_to(bytes_sink(kafka, topics.analyses)).name("analyses")
+    windows.map(encoder("Aggregate", config, topics.aggregates), BYTES) \
+        .sink_to(bytes_sink(kafka, topics.aggregates)).name("aggregates")
+    alerts.map(encoder("Alert", config, topics.alerts), BYTES) \
+        .sink_to(bytes_sink(kafka, topics.alerts)).name("alerts")
+    dead_letters.map(encoder("DeadLetter", config, topics.dead_letters), BYTES) \
+        .sink_to(bytes_sink(kafka, topics.dead_letters)).name("dead-letters")
+
+
+def make_env(config: Config, parallelism: int | None = None) -> StreamExecutionEnvironment:
+    from camflow.infra.flink import make_env as configured_env
+    return configured_env(parallelism=parallelism or config.job.parallelism,
+                          checkpoint_ms=config.job.checkpoint_interval_ms,
+                          checkpoint_dir=config.job.checkpoint_dir)
+
+
+def run(config: Config, stop_offsets: dict[int, int] | None = None,
+        parallelism: int | None = None, job_name: str | None = None):
+    env = make_env(config, parallelism)
+    build_pipeline(env, config, stop_offsets)
+    return env.execute(job_name or f"camflow-{config.deployment}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="deployment YAML")
+    parser.add_argument("--stop-offsets", help="JSON {partition: offset}: read frames up to these offsets, then finish")
+    parser.add_argument("--parallelism", type=int)
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    stops = {int(k): int(v) for k, v in json.loads(args.stop_offsets).items()} if args.stop_offsets else None
+    run(config, stops, args.parallelism)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

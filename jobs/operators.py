@@ -1,0 +1,196 @@
+"""PyFlink operators: small classes that hold the job's state and call ``camflow.transforms``.
+
+Each operator's state is explicit: a named Flink state of plain, picklable Python values, so
+that it survives checkpoints and restores. The work itself lives in ``transforms/``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+from pyflink.common import Types
+from pyflink.common.watermark_strategy import TimestampAssigner
+from pyflink.datastream import (AggregateFunction, KeyedProcessFunction, OutputTag,
+                                ProcessFunction, ProcessWindowFunction, RuntimeContext)
+from pyflink.datastream.state import ValueStateDescriptor
+
+from camflow.config import Config
+from camflow.schemas.codec import AvroCodec, SchemaError
+from camflow.transforms import aggregate, frames
+from camflow.transforms.alerts import CrowdLimitRule
+from camflow.transforms.detections import analysis_record
+from camflow.transforms.tracking import IouTracker, TrackerConfig, TrackerState
+
+# Records the job cannot use leave through this side output as DeadLetter dicts.
+DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
+# Frames that arrive after their window closed (beyond allowed lateness).
+LATE_FOR_WINDOW = OutputTag("late-for-window", Types.PICKLED_BYTE_ARRAY())
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def dead_letter(reason: str, message: str, stage: str, source_topic: str, payload: bytes,
+                camera_id: str | None = None) -> dict:
+    return {"reason": reason, "message": message, "stage": stage, "source_topic": source_topic,
+            "camera_id": camera_id, "payload": bytes(payload), "time_ms": now_ms()}
+
+
+def frame_limits(config: Config) -> frames.FrameLimits:
+    limits = config.job.limits
+    return frames.FrameLimits(max_jpeg_bytes=limits.max_jpeg_bytes, max_pixels=limits.max_pixels,
+                              max_future_skew_ms=limits.max_future_skew_ms,
+                              max_age_ms=limits.max_age_ms)
+
+
+class AdmitFrames(ProcessFunction):
+    """frames topic bytes -> FrameSample dicts; everything unreadable goes to dead letters.
+
+    Record-level checks happen here, before event time is assigned: a frame stamped far in the
+    future must never advance the watermark and make every other camera's frames late.
+    """
+
+    def __init__(self, config: Config):
+        self.topic = config.kafka.topics.frames
+        self.registry = config.kafka.registry_conf()
+        self.limits = frame_limits(config)
+        self.known_cameras = ({c.id for c in config.cameras}
+                              if config.job.reject_unknown_cameras else None)
+        self.codec: AvroCodec | None = None
+
+    def open(self, runtime_context: RuntimeContext):
+        self.codec = AvroCodec("FrameSample", self.registry, subject=f"{self.topic}-value")
+
+    def process_element(self, value: bytes, ctx: ProcessFunction.Context):
+        try:
+            record = self.codec.decode(value)
+        except SchemaError as exc:
+            yield DEAD_LETTERS, dead_letter(exc.reason, exc.message, "admit", self.topic, value)
+            return
+        camera_id = record["camera_id"]
+        try:
+            if self.known_cameras is not None and camera_id not in self.known_cameras:
+                raise frames.BadFrame(frames.UNKNOWN_CAMERA, f"camera {camera_id!r} is not configured")
+            record["admitted_ms"] = now_ms()
+            frames.check_timestamp(record["capture_ms"], record["admitted_ms"], self.limits)
+        except frames.BadFrame as exc:
+            yield DEAD_LETTERS, dead_letter(exc.reason_code, exc.message, "admit", self.topic,
+                                            value, camera_id)
+            return
+        yield record
+
+
+class CaptureTime(TimestampAssigner):
+    """Event time is the capture time the sampler stamped, not the Kafka record time."""
+
+    def extract_timestamp(self, value: dict, record_timestamp: int) -> int:
+        return value["capture_ms"]
+
+
+def load_detector(config: Config):
+    """The configured object detector, from the model cache (built by ``camflow models build``)."""
+    from camflow.models.registry import load_detector as load
+    detector = config.job.detector
+    return load(detector.model, threads=detector.threads, score_threshold=detector.score_threshold,
+                nms_iou=detector.nms_iou, classes=detector.classes)
+
+
+class AnalyseFrames(KeyedProcessFunction):
+    """Per camera: JPEG decode (once), detect objects, track them across frames.
+
+    State: ``tracker`` -- the camera's ``TrackerState`` as a plain dict.
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.topic = config.kafka.topics.frames
+        self.limits = frame_limits(config)
+        tracking = config.job.tracking
+        self.tracker = IouTracker(TrackerConfig(min_iou_high=tracking.iou_threshold,
+                                                max_age_ms=tracking.max_age_ms,
+                                                min_hits=tracking.min_hits))
+        self.detector = None
+        self.tracker_state = None
+
+    def open(self, runtime_context: RuntimeContext):
+        self.detector = load_detector(self.config)
+        self.tracker_state = runtime_context.get_state(
+            ValueStateDescriptor("tracker", Types.PICKLED_BYTE_ARRAY()))
+
+    def process_element(self, record: dict, ctx: KeyedProcessFunction.Context):
+        try:
+            analysis = frames.validate(record, now_ms=record["admitted_ms"], limits=self.limits)
+        except frames.BadFrame as exc:
+            payload = AvroCodec("FrameSample").encode({k: v for k, v in record.items()
+                                                       if k != "admitted_ms"})
+            yield DEAD_LETTERS, dead_letter(exc.reason_code, exc.message, "analyse", self.topic,
+                                            payload, record.get("camera_id"))
+            return
+        analysis.detections = self.detector(analysis.image)
+        analysis.model_versions.update(self.detector.versions)
+        stored = self.tracker_state.value()
+        state = TrackerState.from_dict(stored) if stored else TrackerState()
+        update = self.tracker.update(state, analysis.detections, analysis.capture_ms)
+        self.tracker_state.update(update.state.to_dict())
+        analysis.detections = update.detections
+        analysis.image = None  # the decoded frame stays inside this operator chain
+        yield analysis
+
+
+def encode_analysis(analysis) -> dict:
+    return analysis_record(analysis, processed_ms=now_ms())
+
+
+class CountObjects(AggregateFunction):
+    """Window accumulator over frame summaries (``transforms.aggregate.WindowCounts``)."""
+
+    def create_accumulator(self):
+        return aggregate.WindowCounts.create()
+
+    def add(self, value, accumulator):
+        return aggregate.WindowCounts.add(accumulator, value)
+
+    def get_result(self, accumulator):
+        return accumulator
+
+    def merge(self, acc_a, acc_b):
+        return aggregate.WindowCounts.merge(acc_a, acc_b)
+
+
+class EmitAggregate(ProcessWindowFunction):
+    """Turns a window's accumulator into an ``Aggregate`` record with its camera and bounds."""
+
+    def process(self, key: str, context: ProcessWindowFunction.Context,
+                elements: Iterable[dict]) -> Iterable[dict]:
+        window = context.window()
+        for accumulator in elements:
+            yield aggregate.WindowCounts.result(accumulator, key, window.start, window.end)
+
+
+class LateFrames(ProcessFunction):
+    """Frame summaries that missed their window: kept as dead letters with the reason."""
+
+    def __init__(self, topic: str):
+        self.topic = topic
+
+    def process_element(self, summary: dict, ctx: ProcessFunction.Context):
+        import json
+        yield dead_letter("late_for_window", "frame arrived after its window closed "
+                          "(beyond allowed lateness); its analysis was still emitted",
+                          "aggregate", self.topic, json.dumps(summary).encode(),
+                          summary.get("camera_id"))
+
+
+class CrowdAlerts(ProcessFunction):
+    """Window aggregates -> ``crowd_limit`` alerts for cameras with a configured limit."""
+
+    def __init__(self, config: Config):
+        self.rule = CrowdLimitRule(config.crowd_limits(), default_limit=config.job.default_crowd_limit)
+
+    def process_element(self, window: dict, ctx: ProcessFunction.Context):
+        yield from self.rule.evaluate(window)
+
+
+def summarise(analysis) -> dict:
+    return aggregate.summarise(analysis)

@@ -1,0 +1,178 @@
+"""Avro encoding of camflow's contracts.
+
+Two wire formats, chosen by configuration:
+- no schema registry configured: Avro single-object encoding (``C3 01`` + 8-byte CRC-64-AVRO
+  fingerprint, little-endian, + body). Readers resolve the writer schema from the fingerprint
+  among the contract versions shipped in ``schemas/history``.
+- a schema registry URL configured: the Confluent wire format (``00`` + 4-byte big-endian
+  schema id + body); schemas are registered under ``<topic>-value``.
+
+Either way the reader schema is the current contract and Avro schema resolution bridges the
+versions (see schemas/README.md for the compatibility rule).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+from datetime import datetime
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+
+# Contract name -> file of its current version.
+CONTRACTS = {
+    "FrameSample": "frame_sample.avsc",
+    "FrameAnalysis": "frame_analysis.avsc",
+    "Alert": "alert.avsc",
+    "Aggregate": "aggregate.avsc",
+    "DeadLetter": "dead_letter.avsc",
+}
+
+
+class SchemaError(ValueError):
+    """A record that cannot be read as the expected contract; ``reason`` is a stable code."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+def _read_json(name: str) -> dict:
+    return json.loads(resources.files(__package__).joinpath(name).read_text())
+
+
+@lru_cache(maxsize=None)
+def schema_json(contract: str) -> dict:
+    """The current version of a contract as JSON."""
+    return _read_json(CONTRACTS[contract])
+
+
+@lru_cache(maxsize=None)
+def parsed_schema(contract: str) -> dict:
+    return parse_schema(schema_json(contract))
+
+
+def schema_fingerprint(schema: dict) -> bytes:
+    """CRC-64-AVRO fingerprint of a parsed schema, as the 8 little-endian bytes Avro specifies."""
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+
+
+@lru_cache(maxsize=None)
+def known_writer_schemas(contract: str) -> dict[bytes, dict]:
+    """Every known version of a contract, by fingerprint: the current one, the shipped
+    ``history/<Name>.v*.avsc``, and any in the folders of ``CAMFLOW_SCHEMA_PATH`` (so that a
+    deployed reader can learn a newer writer version without a code change)."""
+    found = {schema_fingerprint(parsed_schema(contract)): parsed_schema(contract)}
+    folders = [resources.files(__package__).joinpath("history")]
+    folders += [Path(p) for p in os.environ.get("CAMFLOW_SCHEMA_PATH", "").split(os.pathsep) if p]
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if entry.name.startswith(f"{contract}.v") and entry.name.endswith(".avsc"):
+                schema = parse_schema(json.loads(entry.read_text()))
+                found[schema_fingerprint(schema)] = schema
+    return found
+
+
+class AvroCodec:
+    """Encodes and decodes one contract. Picklable: the registry client is opened lazily."""
+
+    def __init__(self, contract: str, registry_conf: dict[str, Any] | None = None,
+                 subject: str | None = None):
+        if contract not in CONTRACTS:
+            raise KeyError(f"unknown contract {contract!r}; known: {sorted(CONTRACTS)}")
+        self.contract = contract
+        self.registry_conf = dict(registry_conf or {}) or None
+        self.subject = subject or f"{contract}-value"
+        self._client = None
+        self._registered_id: int | None = None
+        self._writers_by_id: dict[int, dict] = {}
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_client"] = None
+        return state
+
+    @property
+    def schema(self) -> dict:
+        return parsed_schema(self.contract)
+
+    # -- writing --------------------------------------------------------------------------
+    def encode(self, record: dict) -> bytes:
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, self.schema, record)
+        if self.registry_conf:
+            return CONFLUENT_MAGIC + struct.pack(">I", self._schema_id()) + body.getvalue()
+        return SINGLE_OBJECT_MAGIC + schema_fingerprint(self.schema) + body.getvalue()
+
+    def _registry(self):
+        if self._client is None:
+            from confluent_kafka.schema_registry import SchemaRegistryClient
+            self._client = SchemaRegistryClient.new_client(self.registry_conf)
+        return self._client
+
+    def _schema_id(self) -> int:
+        if self._registered_id is None:
+            from confluent_kafka.schema_registry import Schema
+            text = json.dumps(schema_json(self.contract))
+            self._registered_id = self._registry().register_schema(self.subject, Schema(text, "AVRO"))
+        return self._registered_id
+
+    # -- reading --------------------------------------------------------------------------
+    def decode(self, data: bytes) -> dict:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise SchemaError("malformed_record", f"expected bytes, got {type(data).__name__}")
+        data = bytes(data)
+        if data.startswith(SINGLE_OBJECT_MAGIC) and len(data) >= 10:
+            writer = known_writer_schemas(self.contract).get(data[2:10])
+            if writer is None:
+                raise SchemaError("unknown_schema", f"fingerprint {data[2:10].hex()} is no known "
+                                  f"version of {self.contract}")
+            return self._read_body(data[10:], writer)
+        if data.startswith(CONFLUENT_MAGIC) and len(data) >= 5:
+            if not self.registry_conf:
+                raise SchemaError("unknown_schema", "Confluent-framed record but no schema "
+                                  "registry is configured")
+            return self._read_body(data[5:], self._writer_by_id(struct.unpack(">I", data[1:5])[0]))
+        raise SchemaError("unknown_encoding", f"not an Avro single-object or Confluent record "
+                          f"(first bytes {data[:4].hex() or 'empty'})")
+
+    def _writer_by_id(self, schema_id: int) -> dict:
+        if schema_id not in self._writers_by_id:
+            try:
+                registered = self._registry().get_schema(schema_id)
+            except Exception as exc:  # the registry says no such id, or is unreachable
+                raise SchemaError("unknown_schema", f"schema id {schema_id}: {exc}") from exc
+            writer = parse_schema(json.loads(registered.schema_str))
+            if writer.get("name") != self.schema.get("name"):
+                raise SchemaError("unknown_schema", f"schema id {schema_id} is "
+                                  f"{writer.get('name')}, not {self.schema.get('name')}")
+            self._writers_by_id[schema_id] = writer
+        return self._writers_by_id[schema_id]
+
+    def _read_body(self, body: bytes, writer: dict) -> dict:
+        stream = io.BytesIO(body)
+        try:
+            record = fastavro.schemaless_reader(stream, writer, self.schema)
+        except Exception as exc:  # truncated or garbage body: fastavro raises many types
+            raise SchemaError("malformed_record", f"cannot read {self.contract}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        if stream.tell() != len(body):
+            raise SchemaError("malformed_record", f"{len(body) - stream.tell()} trailing bytes "
+                              f"after a {self.contract} record")
+        # fastavro turns timestamp-millis into datetimes; the job works in epoch milliseconds.
+        for key, value in record.items():
+            if isinstance(value, datetime):
+                record[key] = int(value.timestamp() * 1000)
+        return record
