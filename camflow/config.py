@@ -125,8 +125,8 @@ class Kafka(Strict):
 
 class Detector(Strict):
     model: str = "centernet-coco"
-    score_threshold: float = Field(0.35, gt=0, lt=1)
-    nms_iou: float = Field(0.5, gt=0, lt=1)
+    score_threshold: float | None = Field(None, gt=0, lt=1, description="default: the model manifest's")
+    nms_iou: float | None = Field(None, gt=0, lt=1, description="default: the model manifest's")
     classes: list[str] = Field(default_factory=lambda: [
         "person", "bicycle", "car", "motorcycle", "bus", "truck",
         "backpack", "handbag", "suitcase", "bottle"])

@@ -1,4 +1,4 @@
-"""The camflow streaming job. Reads like its dataflow diagram:
+r"""The camflow streaming job. Reads like its dataflow diagram:
 
     frames (Kafka) -> admit -> [dead-letters]
                         |
@@ -20,6 +20,7 @@ import json
 import sys
 
 from pyflink.common import Duration, Types, WatermarkStrategy
+from pyflink.common.time import Time
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.datastream.window import TumblingEventTimeWindows
 
@@ -55,7 +56,7 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
     windows = (analyses
                .map(op.summarise).name("summarise")
                .key_by(lambda summary: summary["camera_id"], key_type=Types.STRING())
-               .window(TumblingEventTimeWindows.of(Duration.of_millis(job.window_ms)))
+               .window(TumblingEventTimeWindows.of(Time.milliseconds(job.window_ms)))
                .allowed_lateness(job.allowed_lateness_ms)
                .side_output_late_data(op.LATE_FOR_WINDOW)
                .aggregate(op.CountObjects(), op.EmitAggregate()).name("count-per-window")
@@ -79,9 +80,13 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
 
 def make_env(config: Config, parallelism: int | None = None) -> StreamExecutionEnvironment:
     from camflow.infra.flink import make_env as configured_env
+    options = {}
+    if config.job.checkpoint_dir:
+        options = {"execution.checkpointing.dir": config.job.checkpoint_dir,
+                   "execution.checkpointing.externalized-checkpoint-retention":
+                       "RETAIN_ON_CANCELLATION"}
     return configured_env(parallelism=parallelism or config.job.parallelism,
-                          checkpoint_ms=config.job.checkpoint_interval_ms,
-                          checkpoint_dir=config.job.checkpoint_dir)
+                          checkpoint_ms=config.job.checkpoint_interval_ms, config=options)
 
 
 def run(config: Config, stop_offsets: dict[int, int] | None = None,

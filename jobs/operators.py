@@ -89,11 +89,18 @@ class CaptureTime(TimestampAssigner):
 
 
 def load_detector(config: Config):
-    """The configured object detector, from the model cache (built by ``camflow models build``)."""
-    from camflow.models.registry import load_detector as load
-    detector = config.job.detector
-    return load(detector.model, threads=detector.threads, score_threshold=detector.score_threshold,
-                nms_iou=detector.nms_iou, classes=detector.classes)
+    """The configured object detector from the model cache. Models are built before the job
+    starts (``camflow models build``), never inside a task."""
+    from camflow.models import registry
+    from camflow.transforms.detect import ObjectDetector
+    settings = config.job.detector
+    if not registry.verify(settings.model):
+        raise RuntimeError(f"model {settings.model!r} is missing or fails its sha256 check in "
+                           f"{registry.models_dir()}: run `camflow models build` first")
+    return ObjectDetector.from_manifest(settings.model, build=False, threads=settings.threads,
+                                        classes=settings.classes,
+                                        score_threshold=settings.score_threshold,
+                                        iou_threshold=settings.nms_iou)
 
 
 class AnalyseFrames(KeyedProcessFunction):
@@ -128,7 +135,7 @@ class AnalyseFrames(KeyedProcessFunction):
                                             payload, record.get("camera_id"))
             return
         analysis.detections = self.detector(analysis.image)
-        analysis.model_versions.update(self.detector.versions)
+        analysis.model_versions[self.detector.name] = self.detector.version
         stored = self.tracker_state.value()
         state = TrackerState.from_dict(stored) if stored else TrackerState()
         update = self.tracker.update(state, analysis.detections, analysis.capture_ms)

@@ -144,6 +144,8 @@ def _candidates(top: str | None, bottom: str | None, flat: str,
                 yield top, series_pat, bottom, 0.0
     for series_pat in _SERIES_PATTERNS:
         for n_serial in _SERIAL_LENGTHS:
+            if bottom is not None and n_serial not in (len(bottom), len(bottom) - 1):
+                continue  # never move characters across an explicit line break / dash
             total = 2 + len(series_pat) + n_serial
             if not trim and len(flat) == total:
                 yield flat[:2 + len(series_pat)], series_pat, flat[-n_serial:], 0.25
@@ -159,11 +161,13 @@ def parse_plate(text: str | Sequence[str], score: float = 1.0) -> PlateText | No
     series, bottom the serial).  ``score``: the OCR's own confidence (0..1).
     """
     if isinstance(text, str):
-        raw_lines = [text]
+        # a space separates the two lines of the display form ("59-S2 447.17")
+        raw_lines = [t for t in text.split() if normalise_text(t)]
+        if len(raw_lines) > 2:
+            raw_lines = [" ".join(raw_lines)]
     else:
-        raw_lines = [t for t in text if t]
+        raw_lines = [t for t in text if t and normalise_text(t)]
     lines = [normalise_text(t) for t in raw_lines]
-    lines = [t for t in lines if t]
     if not lines:
         return None
     flat = "".join(lines)
@@ -172,8 +176,8 @@ def parse_plate(text: str | Sequence[str], score: float = 1.0) -> PlateText | No
         top, bottom = lines
     elif len(lines) == 1:
         # a one-line reading "51F-598.81": the dash separates the two parts
-        m = re.match(r"^\s*([^-\s]+)\s*[-\s]\s*(.+)$", raw_lines[0].replace("Đ", "D").strip())
-        if m and len(normalise_text(m.group(2))) in _SERIAL_LENGTHS:
+        m = re.match(r"^\W*([^-]+?)\s*-\s*([^-]+)$", raw_lines[0].replace("Đ", "D").strip())
+        if m and 3 <= len(normalise_text(m.group(1))) <= 5 and len(normalise_text(m.group(2))) >= 3:
             top, bottom = normalise_text(m.group(1)), normalise_text(m.group(2))
     n_lines = 2 if len(lines) == 2 else 1
     dashed = bool(re.match(r"^\W*\w\w\s*-\s*\w\w", raw_lines[0]))  # "29-AA ..." motorbike style
@@ -196,6 +200,8 @@ def parse_plate(text: str | Sequence[str], score: float = 1.0) -> PlateText | No
                 extra += 0.75
             if len(serial) == 4 and series_pat == "LL":
                 extra += 0.25
+            if dashed and series_pat == "L":  # "29-..." is the motorbike layout
+                extra += 0.1
             cost = c1 + c2 + extra
             conf = float(score) * math.exp(-0.35 * (c1 + c2)) * (0.9 if trim else 1.0)
             style_lines = 2 if (dashed and len(series) >= 2) else n_lines
@@ -586,10 +592,17 @@ def read_plates_in_image(image: np.ndarray, vehicle_detector=None) -> list[Plate
     image -> ``Detections``, optional) and the plate detector / OCR on the whole image.
     """
     rec = _recogniser()
+    found: list[PlateText] = []
     p = rec.reader.read(image)
     if p is not None:
-        return [p]
-    found: list[PlateText] = []
+        if p.box is None:
+            return [p]
+        q = np.asarray(p.box, np.float32).reshape(4, 2)
+        bw, bh = q.max(0) - q.min(0)
+        ih, iw = image.shape[:2]
+        if bw * bh >= 0.2 * ih * iw or bh >= 0.4 * ih:  # the text fills the image: a plate crop
+            return [p]
+        found.append(p)  # a plate somewhere in a scene: search for the others too
     if vehicle_detector is not None:
         found += [q for _, q in rec.read_vehicles(image, vehicle_detector(image))]
     found += rec.read_region(image)
