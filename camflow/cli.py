@@ -42,15 +42,22 @@ def cmd_job_run(args) -> int:
 
 
 def cmd_job_submit(args) -> int:
-    from camflow.infra.flink import submit_job
-    config_path = args.config
-    extra = []
+    """``bin/flink run -py jobs/camera_job.py`` against the cluster from ``make up``."""
+    from pathlib import Path
+
+    from camflow.infra.flink import submit
+    from camflow.jobs import camera_job
+    config = _config(args)
+    job_args = ["--config", str(Path(args.config).resolve())] if args.config else []
     if args.bounded:
         from .kafka import scan_next_offsets
-        stops = scan_next_offsets(_config(args).kafka, _config(args).kafka.topics.frames)
-        extra = ["--stop-offsets", json.dumps(stops)]
-    return submit_job(config_path, parallelism=args.parallelism, extra_args=extra,
-                      detached=not args.bounded)
+        stops = scan_next_offsets(config.kafka, config.kafka.topics.frames)
+        job_args += ["--stop-offsets", json.dumps(stops)]
+    done = submit(camera_job.__file__, job_args, parallelism=args.parallelism or config.job.parallelism,
+                  detached=not args.bounded, timeout=None)
+    sys.stdout.write(done.stdout or "")
+    sys.stderr.write(done.stderr or "")
+    return done.returncode
 
 
 def cmd_sink(args) -> int:

