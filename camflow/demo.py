@@ -76,11 +76,10 @@ def run_demo(config_path: str | None = None, video: str | None = None, fps: floa
     broker.ensure_topics(config.kafka.bootstrap_servers, topic_partitions(config))
 
     step(f"sampling {video} at {fps} fps as camera(s) {', '.join(ids)}")
-    start_ms = int(time.time() * 1000)
     stop_offsets: dict[int, int] = {}
     for camera_id in ids:
-        report = ingest(config.kafka, camera_id, video, fps, max_width=base.max_width,
-                        start_ms=start_ms)
+        # each replay's capture times end "now" (see sampler.sample_file)
+        report = ingest(config.kafka, camera_id, video, fps, max_width=base.max_width)
         for (_, partition), offset in report.next_offsets.items():
             stop_offsets[partition] = max(stop_offsets.get(partition, 0), offset)
         step(f"  {camera_id}: {report.frames} frames published ({report.bytes / 1e6:.1f} MB)")
@@ -92,6 +91,8 @@ def run_demo(config_path: str | None = None, video: str | None = None, fps: floa
 
     step("writing alerts, aggregates and analyses to the analyst store")
     store_url = store_url or config.store.url
+    if store_url.startswith("duckdb:///") and not store_url.startswith("duckdb:////"):
+        Path(store_url.removeprefix("duckdb:///")).unlink(missing_ok=True)  # a fresh demo store
     run_sink(config, store_url=store_url, idle_exit_s=5.0)
     counts = count_outputs(config)
     store = AnalystStore(store_url)

@@ -1,7 +1,8 @@
 """Samplers: read a camera (RTSP, HTTP, file), sample it at F fps, publish FrameSamples.
 
-Files replay as fast as the broker takes them, with capture times spaced as in the video
-(starting now), so event-time windows see the real cadence; ``realtime=True`` paces them.
+Files replay as fast as the broker takes them, with capture times spaced as in the video and
+ending now, so event-time windows see the real cadence; ``realtime=True`` paces them and
+stamps them from now on.
 Live streams are sampled by wall clock and reopened with exponential backoff when they fail.
 """
 from __future__ import annotations
@@ -60,8 +61,12 @@ def sample_file(source: str, fps: float, start_ms: int | None = None,
                 realtime: bool = False, max_frames: int | None = None) -> Iterator[SampledFrame]:
     """Frames of a video file at ``fps``; sequence is the source frame index (stable on replay)."""
     capture = open_capture(source)
-    start_ms = int(time.time() * 1000) if start_ms is None else start_ms
     native_fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    if start_ms is None:
+        # Recorded footage replays as if it had just been captured: its last frame is "now",
+        # so no capture time lies in the future (the job refuses those).
+        duration_ms = capture.get(cv2.CAP_PROP_FRAME_COUNT) * 1000.0 / native_fps
+        start_ms = int(time.time() * 1000 - (0 if realtime else duration_ms))
     step_ms = 1000.0 / fps
     next_pos_ms = 0.0
     wall_start = time.monotonic()
