@@ -8,7 +8,8 @@ faces: ``labels.csv`` with ``file, person_id, multi_face, ...``; only ``multi_fa
     other photo of an enrolled person queried, top-1 must be the right person.
 plates: ``labels.csv`` with at least ``file, plate_text`` (``[0-9A-Z]``, no separators); other
     columns are ignored.  Each image is read as a tight crop first; when nothing parses as a
-    plate, plates are searched in it (vehicle crops / plate detector / OCR text boxes).  A
+    plate, plates are searched in it: vehicle crops (the COCO detector restricted to car,
+    motorcycle, bus and truck), the plate detector and OCR text boxes on the whole image.  A
     label counts as read when any plate read from its image equals it.
 """
 from __future__ import annotations
@@ -129,9 +130,27 @@ def _char_accuracy(pred: str, truth: str) -> float:
     return max(0.0, 1.0 - prev[-1] / len(truth))
 
 
-def eval_plates(images_dir: str | Path, labels_csv: str | Path) -> dict:
-    """Exact-match and character accuracy of plate reading; uses only ``file`` and ``plate_text``."""
+def vehicle_detector(model: str = "centernet-coco", threads: int = 1):
+    """The COCO object detector restricted to plate-carrying vehicles (car, motorcycle, bus,
+    truck): a callable BGR image -> ``Detections``."""
+    from camflow.transforms.detect import ObjectDetector
+    from camflow.transforms.plates import PLATE_VEHICLE_CLASSES
+
+    return ObjectDetector.from_manifest(model, threads=threads, classes=list(PLATE_VEHICLE_CLASSES))
+
+
+def eval_plates(images_dir: str | Path, labels_csv: str | Path, vehicles=None) -> dict:
+    """Exact-match and character accuracy of plate reading; uses only ``file`` and ``plate_text``.
+
+    ``vehicles``: callable image -> vehicle ``Detections`` used on whole-scene images
+    (default: ``vehicle_detector()``; ``False``: no vehicle search).
+    """
     from camflow.transforms.plates import normalise_text, read_plates_in_image
+
+    if vehicles is None:
+        vehicles = vehicle_detector()
+    elif vehicles is False:
+        vehicles = None
 
     images_dir = Path(images_dir)
     labels: dict[str, list[str]] = defaultdict(list)
@@ -145,7 +164,7 @@ def eval_plates(images_dir: str | Path, labels_csv: str | Path) -> dict:
     for fname, truths in labels.items():
         image = _imread(images_dir / fname)
         t0 = time.perf_counter()
-        reads = read_plates_in_image(image) if image is not None else []
+        reads = read_plates_in_image(image, vehicle_detector=vehicles) if image is not None else []
         ms.append((time.perf_counter() - t0) * 1000)
         texts = [p.text for p in reads]
         for truth in truths:

@@ -299,8 +299,8 @@ def verify_installed(entry: ModelEntry) -> Path:
     version_note = "" if have == src.version else f" (installed {src.package} {have}, manifest {src.version})"
     _check_sha(path, src.files[0].sha256, f"file inside the installed {src.package}{version_note}",
                entry.name, f"reinstall {src.package}=={src.version}")
-    if version_note:
-        log(f"warning: {entry.name}: sha256 verifies{version_note}")
+    log(f"{entry.name}: {path} verified in place"
+        + (f" (warning:{version_note})" if version_note else ""))
     return path
 
 

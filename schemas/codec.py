@@ -35,6 +35,8 @@ CONTRACTS = {
     "Alert": "alert.avsc",
     "Aggregate": "aggregate.avsc",
     "DeadLetter": "dead_letter.avsc",
+    "WatchlistEntry": "watchlist_entry.avsc",
+    "Sighting": "sighting.avsc",
 }
 
 

