@@ -74,6 +74,9 @@ class Topics(Strict):
     alerts: str = "alerts"
     aggregates: str = "aggregates"
     dead_letters: str = "dead-letters"
+    watchlist: str = Field("watchlist", description="compacted: the current watchlist, keyed kind:id")
+    watchlist_audit: str = Field("watchlist-audit", description="every watchlist change, kept (who, when, what)")
+    sightings: str = "sightings"
     partitions: int = Field(4, ge=1, description="partitions per topic: the most parallelism a stage can use")
 
 

@@ -126,3 +126,25 @@ def scan_next_offsets(kafka: Kafka, topic: str, idle_timeout_s: float = 3.0) -> 
     for msg in read_topic(kafka, topic, idle_timeout_s=idle_timeout_s, max_wait_s=3600):
         found[msg.partition()] = max(found[msg.partition()], msg.offset() + 1)
     return found
+
+
+def ensure_topic(kafka: Kafka, name: str, partitions: int, config: dict[str, str] | None = None,
+                 timeout: float = 15.0) -> bool:
+    """Create ``name`` if it does not exist (with topic ``config``, e.g. compaction); True if created."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(kafka.client_conf())
+    if name in admin.list_topics(timeout=timeout).topics:
+        return False
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=-1,
+                                            config=config or {})], request_timeout=timeout)
+    try:
+        futures[name].result()
+    except KafkaException as exc:
+        if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+            raise
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and name not in admin.list_topics(timeout=timeout).topics:
+        time.sleep(0.2)
+    return True
