@@ -129,6 +129,24 @@ def cmd_watchlist(args) -> int:
     return 0
 
 
+def cmd_sightings(args) -> int:
+    """A watchlist subject's path across cameras, in time order, from the analyst store."""
+    from .store import AnalystStore
+    config = _config(args)
+    store = AnalystStore(args.store or config.store.url)
+    try:
+        path = store.subject_path(args.subject)
+    finally:
+        store.close()
+    sites = {c.id: (c.location.site if c.location else c.name) for c in config.cameras}
+    for when, camera_id, score, track_id, alert_id in path:
+        print(f"{when:%Y-%m-%d %H:%M:%S}  {camera_id:<28} {sites.get(camera_id, '') or '':<32} "
+              f"score {score:.3f}  track {track_id}")
+    print(json.dumps({"subject": args.subject, "sightings": len(path),
+                      "cameras": len({row[1] for row in path})}))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
     return run_demo(args.config, video=args.video, fps=args.fps, cameras=args.cameras,
@@ -206,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config")
         p.add_argument("--by", help="who makes the change (default: the OS user)")
     wl.set_defaults(func=cmd_watchlist)
+
+    p = sub.add_parser("sightings", help="a watchlist subject's path across cameras")
+    p.add_argument("--subject", required=True)
+    p.add_argument("--store")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_sightings)
 
     p = sub.add_parser("demo", help="sample a video, run the job on the mini-cluster, summarise")
     p.add_argument("--config", default=None)

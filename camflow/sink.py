@@ -28,18 +28,21 @@ class SinkReport:
 
 def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | None = None,
              max_seconds: float | None = None, batch_size: int = 500,
-             topics: tuple[str, ...] = ("alerts", "aggregates", "analyses")) -> SinkReport:
+             topics: tuple[str, ...] = ("alerts", "aggregates", "analyses", "sightings",
+                                        "watchlist_audit")) -> SinkReport:
     """Consume until stopped (or idle for ``idle_exit_s``); returns what was written."""
     kafka = config.kafka
-    names = {"alerts": kafka.topics.alerts, "aggregates": kafka.topics.aggregates,
-             "analyses": kafka.topics.analyses}
     registry = kafka.registry_conf()
-    handlers = {
-        names["alerts"]: (AvroCodec("Alert", registry), "upsert_alert"),
-        names["aggregates"]: (AvroCodec("Aggregate", registry), "upsert_aggregate"),
-        names["analyses"]: (AvroCodec("FrameAnalysis", registry), "upsert_analysis"),
+    # kind -> (topic, contract, store method)
+    routes = {
+        "alerts": (kafka.topics.alerts, "Alert", "upsert_alert"),
+        "aggregates": (kafka.topics.aggregates, "Aggregate", "upsert_aggregate"),
+        "analyses": (kafka.topics.analyses, "FrameAnalysis", "upsert_analysis"),
+        "sightings": (kafka.topics.sightings, "Sighting", "upsert_sighting"),
+        "watchlist_audit": (kafka.topics.watchlist_audit, "WatchlistEntry", "insert_watchlist_change"),
     }
-    handlers = {topic: h for kind, topic in names.items() if kind in topics for h in [handlers[topic]]}
+    handlers = {topic: (AvroCodec(contract, registry, subject=f"{topic}-value"), method)
+                for kind, (topic, contract, method) in routes.items() if kind in topics}
     store = AnalystStore(store_url or config.store.url)
     consumer = Consumer({
         **kafka.client_conf(),
@@ -60,14 +63,16 @@ def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | 
             if idle_exit_s is not None and now - last_record > idle_exit_s:
                 break
             messages = consumer.consume(batch_size, timeout=0.5)
-            if not messages:
-                continue
+            processed = 0
             for msg in messages:
                 if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                    # A topic nobody has written yet (e.g. sightings before the first match).
+                    if msg.error().code() in (KafkaError._PARTITION_EOF,
+                                              KafkaError.UNKNOWN_TOPIC_OR_PART):
                         continue
                     raise KafkaException(msg.error())
                 last_record = time.monotonic()
+                processed += 1
                 codec, method = handlers[msg.topic()]
                 try:
                     getattr(store, method)(codec.decode(msg.value()))
@@ -77,8 +82,9 @@ def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | 
                           file=sys.stderr)
                     store.reject(msg.topic(), msg.partition(), msg.offset(), exc.reason, msg.value())
                     report.rejected += 1
-            store.commit()
-            consumer.commit(asynchronous=False)
+            if processed:
+                store.commit()
+                consumer.commit(asynchronous=False)
     finally:
         consumer.close()
         store.close()

@@ -33,6 +33,20 @@ SCHEMA = [
         persons INTEGER NOT NULL, vehicles INTEGER NOT NULL, detections TEXT NOT NULL,
         deliveries INTEGER NOT NULL DEFAULT 1,
         PRIMARY KEY (camera_id, sequence))""",
+    """CREATE TABLE IF NOT EXISTS sightings (
+        sighting_id TEXT PRIMARY KEY, subject_id TEXT NOT NULL, kind TEXT NOT NULL,
+        camera_id TEXT NOT NULL, time_ms BIGINT NOT NULL, sighting_time TIMESTAMP NOT NULL,
+        score DOUBLE PRECISION, track_id BIGINT, alert_id TEXT, plate TEXT)""",
+    """CREATE TABLE IF NOT EXISTS watchlist_audit (
+        kind TEXT NOT NULL, subject_id TEXT NOT NULL, time_ms BIGINT NOT NULL,
+        change_time TIMESTAMP NOT NULL, changed_by TEXT NOT NULL, removed BOOLEAN NOT NULL,
+        name TEXT, category TEXT, reason TEXT, photos INTEGER,
+        PRIMARY KEY (kind, subject_id, time_ms))""",
+    # A subject's path across cameras, in time order (camflow sightings --subject ID).
+    """CREATE OR REPLACE VIEW subject_paths AS
+        SELECT s.subject_id, s.kind, s.sighting_time, s.camera_id, s.score, s.track_id,
+               s.alert_id, s.time_ms
+        FROM sightings s""",
     """CREATE TABLE IF NOT EXISTS sink_rejects (
         topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL, kafka_offset BIGINT NOT NULL,
         reason TEXT NOT NULL, payload BYTEA,
@@ -145,6 +159,28 @@ class AnalystStore:
              len(classes), classes.count("person"), sum(c in VEHICLES for c in classes),
              json.dumps(detections, separators=(",", ":"))))
 
+    def upsert_sighting(self, s: dict) -> None:
+        self.execute(
+            """INSERT INTO sightings (sighting_id, subject_id, kind, camera_id, time_ms, sighting_time,
+                   score, track_id, alert_id, plate) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (sighting_id) DO UPDATE SET score = excluded.score,
+                   alert_id = excluded.alert_id""",
+            (s["sighting_id"], s["subject_id"], s["kind"], s["camera_id"], s["time_ms"],
+             _ts(s["time_ms"]), s["score"], s.get("track_id"), s.get("alert_id"), s.get("plate")))
+
+    def insert_watchlist_change(self, w: dict) -> None:
+        """The audit trail of the watchlist: who changed what, when (no embeddings kept)."""
+        self.execute(
+            """INSERT INTO watchlist_audit (kind, subject_id, time_ms, change_time, changed_by, removed,
+                   name, category, reason, photos) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (kind, subject_id, time_ms) DO NOTHING""",
+            (w["kind"], w["id"], w["time_ms"], _ts(w["time_ms"]), w["added_by"], w["removed"],
+             w.get("name"), w["category"], w.get("reason"), len(w.get("embeddings") or [])))
+
+    def subject_path(self, subject_id: str) -> list[tuple]:
+        return self.query("SELECT sighting_time, camera_id, score, track_id, alert_id "
+                          "FROM subject_paths WHERE subject_id = %s ORDER BY time_ms", (subject_id,))
+
     def reject(self, topic: str, partition: int, offset: int, reason: str, payload: bytes | None) -> None:
         self.execute(
             """INSERT INTO sink_rejects (topic, kafka_partition, kafka_offset, reason, payload)
@@ -153,4 +189,4 @@ class AnalystStore:
 
     def counts(self) -> dict[str, int]:
         return {t: self.query(f"SELECT COUNT(*) FROM {t}")[0][0]
-                for t in ("alerts", "aggregates", "frame_analyses", "sink_rejects")}
+                for t in ("alerts", "aggregates", "frame_analyses", "sightings", "sink_rejects")}

@@ -38,7 +38,8 @@ def loaded_topics(kafka_bootstrap, make_topics):
     config = Config.model_validate({"kafka": {
         "bootstrap_servers": kafka_bootstrap, "group_id": f"sink-{suffix}",
         "topics": {"alerts": f"alerts-{suffix}", "aggregates": f"aggregates-{suffix}",
-                   "analyses": f"analyses-{suffix}"}}})
+                   "analyses": f"analyses-{suffix}", "sightings": f"sightings-{suffix}",
+                   "watchlist_audit": f"audit-{suffix}"}}})
     t = config.kafka.topics
     make_topics({t.alerts: 1, t.aggregates: 1, t.analyses: 1})
     producer, tracker = reliable_producer(config.kafka), DeliveryTracker()
@@ -73,7 +74,8 @@ def test_sink_writes_each_record_once_and_keeps_rejects(loaded_topics, store_url
     assert sum(report.written.values()) == 6
     store = AnalystStore(store_url)
     try:
-        assert store.counts() == {"alerts": 1, "aggregates": 1, "frame_analyses": 1, "sink_rejects": 1}
+        assert store.counts() == {"alerts": 1, "aggregates": 1, "frame_analyses": 1, "sightings": 0,
+                                  "sink_rejects": 1}
         assert store.query("SELECT deliveries, severity, score FROM alerts") == [(2, "warning", 1.3)]
         assert sorted(store.query("SELECT class_name, max_in_frame, unique_tracks FROM aggregate_counts")) == [
             ("car", 1, 1), ("person", 8, 13)]
