@@ -54,6 +54,12 @@ for _alias, _target in (("product", "prod"), ("cumproduct", "cumprod"), ("alltru
         setattr(np, _alias, getattr(np, _target))
 
 import tensorflow as tf  # noqa: E402
+
+# Grappler's graph passes (run by tf2onnx) can emit a slightly different graph when they run
+# in parallel on a loaded machine (seen: one extra Reshape on a first, busy run). One thread
+# each keeps the conversion byte-reproducible; it costs a few seconds.
+tf.config.threading.set_inter_op_parallelism_threads(1)
+tf.config.threading.set_intra_op_parallelism_threads(1)
 from google.protobuf import json_format  # noqa: E402
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, node_def_pb2  # noqa: E402
 from tensorflow.python.framework import op_def_registry, tensor_util  # noqa: E402

@@ -115,6 +115,10 @@ class FrameAnalysis:
     jpeg: bytes
     sampler_id: str = ""
     detections: Detections = field(default_factory=Detections)
+    # Faces (with data["embedding"]) and licence plates (data["plate_text"]) found on the
+    # objects above; tracker_id is the owning person's / vehicle's track.
+    faces: Detections = field(default_factory=lambda: Detections(class_names=("face",)))
+    plates: Detections = field(default_factory=lambda: Detections(class_names=("licence_plate",)))
     model_versions: dict[str, str] = field(default_factory=dict)
     image: np.ndarray | None = None
 
@@ -130,26 +134,33 @@ class FrameAnalysis:
 
 def analysis_record(analysis: FrameAnalysis, processed_ms: int) -> dict:
     """The ``FrameAnalysis`` Avro record (schemas/frame_analysis.avsc) for one analysed frame."""
-    det = analysis.detections
-    names = det.class_name
-    attributes = det.data.get("attributes")
+    rows = []
+    for det in (analysis.detections, analysis.faces, analysis.plates):
+        names = det.class_name
+        texts = det.data.get("plate_text")
+        subjects = det.data.get("watchlist_id")
+        for i in range(len(det)):
+            attributes = {}
+            if texts is not None:
+                attributes["plate_text"] = str(texts[i])
+                attributes["plate_display"] = str(det.data["plate_display"][i])
+            if subjects is not None and subjects[i]:
+                attributes["watchlist_id"] = str(subjects[i])
+            rows.append({
+                "class_name": str(names[i]),
+                "score": float(det.confidence[i]),
+                "x1": float(det.xyxy[i, 0]), "y1": float(det.xyxy[i, 1]),
+                "x2": float(det.xyxy[i, 2]), "y2": float(det.xyxy[i, 3]),
+                "track_id": int(det.tracker_id[i]),
+                "attributes": attributes,
+            })
     return {
         "camera_id": analysis.camera_id,
         "capture_ms": int(analysis.capture_ms),
         "sequence": int(analysis.sequence),
         "width": int(analysis.width),
         "height": int(analysis.height),
-        "detections": [
-            {
-                "class_name": str(names[i]),
-                "score": float(det.confidence[i]),
-                "x1": float(det.xyxy[i, 0]), "y1": float(det.xyxy[i, 1]),
-                "x2": float(det.xyxy[i, 2]), "y2": float(det.xyxy[i, 3]),
-                "track_id": int(det.tracker_id[i]),
-                "attributes": dict(attributes[i]) if attributes is not None else {},
-            }
-            for i in range(len(det))
-        ],
+        "detections": rows,
         "model_versions": dict(analysis.model_versions),
         "processed_ms": int(processed_ms),
     }

@@ -139,6 +139,9 @@ class Zone(SceneModel):
         if len(set(points)) < 3:
             raise ValueError(f"{owner}: polygon needs at least 3 distinct points")
         shape = Polygon(points)
+        # Collinear points first: shapely would call them a self-intersection.
+        if shape.convex_hull.area < MIN_ZONE_AREA:
+            raise ValueError(f"{owner}: polygon has (almost) zero area (points on one line)")
         if not shape.is_valid:
             raise ValueError(
                 f"{owner}: polygon is not simple ({explain_validity(shape)}); "

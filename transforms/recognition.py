@@ -1,0 +1,123 @@
+"""Recognition once per track: faces and plates are read for new or not yet recognised tracks,
+a few times each, not on every frame (recognition costs 5-10x the detector).
+
+State (per camera, plain dicts so it checkpoints): for each track id, how often faces/plates were
+looked for, when last, and how many good readings were collected. A track is finished once it
+has ``readings_per_track`` good readings; it is tried at most ``max_attempts`` times, at least
+``retry_ms`` apart in event time. Objects not yet confirmed by the tracker (id -1) are always
+tried: they may be someone passing through quickly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .detections import Detections, FrameAnalysis
+
+PLATE_VEHICLES = frozenset({"car", "motorcycle", "bus", "truck"})
+
+
+@dataclass(frozen=True)
+class RecognitionPolicy:
+    max_attempts: int = 6
+    retry_ms: int = 400
+    readings_per_track: int = 3
+    min_person_height_px: int = 40
+    min_vehicle_width_px: int = 48
+    forget_after_ms: int = 60_000  # keeps the state bounded: tracks long gone are dropped
+
+
+def _empty_state() -> dict[str, Any]:
+    return {"faces": {}, "plates": {}}
+
+
+def due_rows(book: dict[str, dict], detections: Detections, candidates: np.ndarray,
+             policy: RecognitionPolicy, now_ms: int) -> np.ndarray:
+    """Rows among ``candidates`` whose track still needs (and may now get) an attempt."""
+    rows = []
+    for i in np.flatnonzero(candidates):
+        track = int(detections.tracker_id[i])
+        entry = book.get(str(track)) if track >= 0 else None
+        if entry is not None and (entry["readings"] >= policy.readings_per_track
+                                  or entry["attempts"] >= policy.max_attempts
+                                  or now_ms - entry["last_ms"] < policy.retry_ms):
+            continue
+        rows.append(i)
+    return np.asarray(rows, np.int64)
+
+
+def _note(book: dict[str, dict], track_ids: np.ndarray, found: set[int], now_ms: int) -> None:
+    for track in (int(t) for t in track_ids if t >= 0):
+        entry = book.setdefault(str(track), {"attempts": 0, "readings": 0, "last_ms": now_ms})
+        entry["attempts"] += 1
+        entry["last_ms"] = now_ms
+        entry["readings"] += track in found
+
+
+def _forget(book: dict[str, dict], now_ms: int, policy: RecognitionPolicy) -> dict[str, dict]:
+    return {k: v for k, v in book.items() if now_ms - v["last_ms"] <= policy.forget_after_ms}
+
+
+def owner_rows(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
+    """For each inner box (a face, a plate) the row of the outer box (person, vehicle) that
+    contains most of it, or -1."""
+    if len(inner) == 0 or len(outer) == 0:
+        return np.full(len(inner), -1, np.int64)
+    x1 = np.maximum(inner[:, None, 0], outer[None, :, 0])
+    y1 = np.maximum(inner[:, None, 1], outer[None, :, 1])
+    x2 = np.minimum(inner[:, None, 2], outer[None, :, 2])
+    y2 = np.minimum(inner[:, None, 3], outer[None, :, 3])
+    overlap = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = np.clip((inner[:, 2] - inner[:, 0]) * (inner[:, 3] - inner[:, 1]), 1e-6, None)
+    share = overlap / area[:, None]
+    best = share.argmax(1)
+    return np.where(share[np.arange(len(inner)), best] >= 0.5, best, -1)
+
+
+class TrackRecognition:
+    """Faces (detector + embedder) on person tracks and plates on vehicle tracks, per policy.
+
+    ``find_faces(image, persons) -> Detections`` with ``data["embedding"]``;
+    ``read_plates(image, vehicles) -> Detections`` with ``data["plate_text"]`` and
+    ``data["vehicle_index"]``. Either may be None (that recognition is off).
+    """
+
+    def __init__(self, find_faces: Callable | None, read_plates: Callable | None,
+                 policy: RecognitionPolicy = RecognitionPolicy()):
+        self.find_faces = find_faces
+        self.read_plates = read_plates
+        self.policy = policy
+
+    def __call__(self, state: dict | None, analysis: FrameAnalysis) -> dict:
+        """Adds ``analysis.faces`` / ``analysis.plates`` (tracker_id = the owner's track);
+        returns the new state. ``analysis.image`` must be decoded."""
+        state = state or _empty_state()
+        now, det, policy = analysis.capture_ms, analysis.detections, self.policy
+        names = det.class_name
+        height = det.xyxy[:, 3] - det.xyxy[:, 1]
+        width = det.xyxy[:, 2] - det.xyxy[:, 0]
+        faces_book = _forget(state["faces"], now, policy)
+        plates_book = _forget(state["plates"], now, policy)
+        if self.find_faces is not None:
+            rows = due_rows(faces_book, det, (names == "person") & (height >= policy.min_person_height_px),
+                            policy, now)
+            if len(rows):
+                persons = det[rows]
+                faces = self.find_faces(analysis.image, persons)
+                owner = owner_rows(faces.xyxy, persons.xyxy)
+                faces.tracker_id = np.where(owner >= 0, persons.tracker_id[owner], -1)
+                analysis.faces = faces
+                _note(faces_book, persons.tracker_id, set(faces.tracker_id.tolist()), now)
+        if self.read_plates is not None:
+            vehicles_mask = np.isin(names, list(PLATE_VEHICLES)) & (width >= policy.min_vehicle_width_px)
+            rows = due_rows(plates_book, det, vehicles_mask, policy, now)
+            if len(rows):
+                vehicles = det[rows]
+                plates = self.read_plates(analysis.image, vehicles)
+                owner = plates.data.get("vehicle_index", np.full(len(plates), -1))
+                plates.tracker_id = np.where(owner >= 0, vehicles.tracker_id[owner], -1)
+                analysis.plates = plates
+                _note(plates_book, vehicles.tracker_id, set(plates.tracker_id.tolist()), now)
+        return {"faces": faces_book, "plates": plates_book}
