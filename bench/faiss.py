@@ -105,7 +105,8 @@ def measure(name: str, index, queries: np.ndarray, exact: np.ndarray, seconds: f
 
 
 def bench_size(n: int, n_queries: int, seconds: float, hnsw_max: int, gpu: bool,
-               target_recall: float) -> dict:
+               target_recall: float, threads: int, build_threads: int) -> dict:
+    faiss.omp_set_num_threads(build_threads)
     t0 = time.perf_counter()
     db, queries = synthetic(n, n_queries, seed=n)
     ids = np.arange(n, dtype=np.int64)
@@ -144,6 +145,7 @@ def bench_size(n: int, n_queries: int, seconds: float, hnsw_max: int, gpu: bool,
     else:
         out["hnsw_skipped"] = f"n > --hnsw-max {hnsw_max} (build too slow for this bench)"
 
+    faiss.omp_set_num_threads(threads)
     for name, (index, build_s, params) in indexes.items():
         row = {"build_s": round(build_s, 2), **params,
                **measure(name, index, queries, exact, seconds)}
@@ -173,12 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=1000, help="queries per size (<=100k)")
     ap.add_argument("--queries-1m", type=int, default=256, help="queries at sizes > 100k")
     ap.add_argument("--seconds", type=float, default=2.0, help="time cap per qps measurement")
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "2")))
+    ap.add_argument("--threads", type=int, default=1,
+                    help="OpenMP threads while searching (1: one Flink slot; the cores are shared)")
+    ap.add_argument("--build-threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--hnsw-max", type=int, default=100_000)
     ap.add_argument("--target-recall", type=float, default=0.99)
     args = ap.parse_args(argv)
 
-    faiss.omp_set_num_threads(args.threads)
     gpus = faiss.get_num_gpus()
     started = time.perf_counter()
     print(f"faiss {faiss.__version__}, {args.threads} OpenMP threads, {gpus} GPU(s), "
@@ -186,11 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for n in args.sizes:
         nq = args.queries if n <= 100_000 else args.queries_1m
-        results.append(bench_size(n, nq, args.seconds, args.hnsw_max, gpus > 0, args.target_recall))
+        results.append(bench_size(n, nq, args.seconds, args.hnsw_max, gpus > 0, args.target_recall,
+                                  args.threads, args.build_threads))
     summary = {
         "bench": "faiss",
         "faiss": faiss.__version__,
-        "threads": args.threads,
+        "search_threads": args.threads,
+        "build_threads": args.build_threads,
+        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
         "gpus": gpus,
         "cpu_count": os.cpu_count(),
         "baseline": "flat (IndexIDMap2(IndexFlatIP), exact) on the same device and batch size",

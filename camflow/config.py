@@ -142,6 +142,18 @@ class Tracking(Strict):
     min_hits: int = Field(2, ge=1)
 
 
+class Recognition(Strict):
+    """Faces and plates are read once per track (a few good readings), not on every frame."""
+
+    faces: bool = True
+    plates: bool = True
+    max_attempts: int = Field(6, ge=1, description="tries per track before giving up")
+    retry_ms: int = Field(400, ge=0, description="event time between tries on one track")
+    readings_per_track: int = Field(3, ge=1, description="good readings that finish a track")
+    min_person_height_px: int = Field(40, ge=8)
+    min_vehicle_width_px: int = Field(48, ge=8)
+
+
 class Limits(Strict):
     max_jpeg_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(3840 * 2160, ge=64 * 64)
@@ -160,6 +172,7 @@ class Job(Strict):
     default_crowd_limit: int | None = Field(None, ge=1)
     detector: Detector = Detector()
     tracking: Tracking = Tracking()
+    recognition: Recognition = Recognition()
     limits: Limits = Limits()
     reject_unknown_cameras: bool = Field(True, description="frames from cameras not in the config go to dead-letters")
 

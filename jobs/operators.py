@@ -19,6 +19,7 @@ from camflow.schemas.codec import AvroCodec, SchemaError
 from camflow.transforms import aggregate, frames
 from camflow.transforms.alerts import CrowdLimitRule
 from camflow.transforms.detections import analysis_record
+from camflow.transforms.recognition import RecognitionPolicy, TrackRecognition
 from camflow.transforms.tracking import IouTracker, TrackerConfig, TrackerState
 
 # Records the job cannot use leave through this side output as DeadLetter dicts.
@@ -103,10 +104,34 @@ def load_detector(config: Config):
                                         iou_threshold=settings.nms_iou)
 
 
-class AnalyseFrames(KeyedProcessFunction):
-    """Per camera: JPEG decode (once), detect objects, track them across frames.
+def load_recognition(config: Config) -> TrackRecognition | None:
+    """Faces (CenterFace + dlib embeddings) and plates (clp_det + PP-OCR), as configured."""
+    settings = config.job.recognition
+    if not (settings.faces or settings.plates):
+        return None
+    find_faces = read_plates = None
+    if settings.faces:
+        from camflow.transforms.faces import FaceDetector, FaceEmbedder
+        face_detector, embedder = FaceDetector(threads=config.job.detector.threads), FaceEmbedder()
 
-    State: ``tracker`` -- the camera's ``TrackerState`` as a plain dict.
+        def find_faces(image, persons):
+            faces = face_detector.detect_in_persons(image, persons)
+            return embedder.embed(image, faces) if len(faces) else faces
+    if settings.plates:
+        from camflow.transforms.plates import read_plate as read_plates
+    policy = RecognitionPolicy(max_attempts=settings.max_attempts, retry_ms=settings.retry_ms,
+                               readings_per_track=settings.readings_per_track,
+                               min_person_height_px=settings.min_person_height_px,
+                               min_vehicle_width_px=settings.min_vehicle_width_px)
+    return TrackRecognition(find_faces, read_plates, policy)
+
+
+class AnalyseFrames(KeyedProcessFunction):
+    """Per camera: JPEG decode (once), detect objects, track them across frames, and read
+    faces and plates of tracks not yet recognised.
+
+    State: ``tracker`` -- the camera's ``TrackerState`` as a plain dict;
+    ``recognition`` -- per track, how often faces/plates were looked for (plain dict).
     """
 
     def __init__(self, config: Config):
@@ -118,12 +143,17 @@ class AnalyseFrames(KeyedProcessFunction):
                                                 max_age_ms=tracking.max_age_ms,
                                                 min_hits=tracking.min_hits))
         self.detector = None
+        self.recognition = None
         self.tracker_state = None
+        self.recognition_state = None
 
     def open(self, runtime_context: RuntimeContext):
         self.detector = load_detector(self.config)
+        self.recognition = load_recognition(self.config)
         self.tracker_state = runtime_context.get_state(
             ValueStateDescriptor("tracker", Types.PICKLED_BYTE_ARRAY()))
+        self.recognition_state = runtime_context.get_state(
+            ValueStateDescriptor("recognition", Types.PICKLED_BYTE_ARRAY()))
 
     def process_element(self, record: dict, ctx: KeyedProcessFunction.Context):
         try:
@@ -141,6 +171,8 @@ class AnalyseFrames(KeyedProcessFunction):
         update = self.tracker.update(state, analysis.detections, analysis.capture_ms)
         self.tracker_state.update(update.state.to_dict())
         analysis.detections = update.detections
+        if self.recognition is not None:
+            self.recognition_state.update(self.recognition(self.recognition_state.value(), analysis))
         analysis.image = None  # the decoded frame stays inside this operator chain
         yield analysis
 
