@@ -1,8 +1,9 @@
 """Watchlist management: enrol people (photos) and vehicles (plates), remove, list, export.
 
 The watchlist lives in Kafka: the compacted topic ``watchlist`` holds the current entry per
-``kind:id`` (a removal is a tombstone), and ``watchlist-audit`` keeps every change with who
-made it and when. The job broadcasts ``watchlist`` to every parallel instance, so changes
+``kind:id``, and ``watchlist-audit`` keeps every change with who made it and when. A removal is
+a record with ``removed=true`` and no embeddings (not a bare tombstone, which the job's byte
+deserializer cannot carry): compaction then drops the removed person's embeddings. The job broadcasts ``watchlist`` to every parallel instance, so changes
 apply live, without a restart.
 """
 from __future__ import annotations
@@ -61,12 +62,12 @@ class Watchlist:
         ensure_topic(kafka, self.audit_topic, partitions, {"retention.ms": "-1"})
         self.codec = AvroCodec("WatchlistEntry", kafka.registry_conf(), subject=f"{self.topic}-value")
 
-    def _publish(self, entry: dict, tombstone: bool = False) -> dict:
+    def _publish(self, entry: dict) -> dict:
         key = f"{entry['kind']}:{entry['id']}".encode()
         producer, tracker = reliable_producer(self.kafka), DeliveryTracker()
         value = self.codec.encode(entry)
         produce_reliably(producer, self.audit_topic, value, key, entry["time_ms"], tracker)
-        produce_reliably(producer, self.topic, None if tombstone else value, key, entry["time_ms"], tracker)
+        produce_reliably(producer, self.topic, value, key, entry["time_ms"], tracker)
         producer.flush(60)
         if tracker.failed or tracker.delivered != 2:
             raise RuntimeError(f"watchlist change not acknowledged by the broker: {tracker.failed}")
@@ -100,17 +101,18 @@ class Watchlist:
         if current is None:
             raise KeyError(f"no {kind} entry {subject_id!r} on the watchlist")
         return self._publish({**current, "embeddings": [], "added_by": _who(added_by),
-                              "time_ms": int(time.time() * 1000), "removed": True}, tombstone=True)
+                              "time_ms": int(time.time() * 1000), "removed": True})
 
     def entries(self) -> dict[str, dict]:
         """The current watchlist, folded from the compacted topic (latest record per key)."""
         state: dict[str, dict] = {}
         for msg in read_topic(self.kafka, self.topic, idle_timeout_s=2.0):
             key = msg.key().decode()
-            if msg.value() is None:
+            entry = self.codec.decode(msg.value()) if msg.value() is not None else None
+            if entry is None or entry["removed"]:
                 state.pop(key, None)
             else:
-                state[key] = self.codec.decode(msg.value())
+                state[key] = entry
         return state
 
     def audit(self) -> list[dict]:
