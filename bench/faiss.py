@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # python bench/faiss.py: make the repo importable
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # shadow the faiss package
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # shared cores: no OpenMP spin-waiting
 import faiss  # noqa: E402
 
 from camflow.transforms.watchlist import (  # noqa: E402

@@ -13,6 +13,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from camflow.transforms.anomaly import AnomalyConfig, LivenessConfig
+from camflow.transforms.scene import Scene
+
 CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
@@ -36,6 +39,7 @@ class Camera(Strict):
     max_width: int = Field(960, ge=64, le=7680)
     crowd_limit: int | None = Field(None, ge=1, description="persons in one frame that raise crowd_limit")
     sampler_policy: Literal["keep-all", "latest-only"] = "keep-all"
+    scene: Scene | None = Field(None, description="zones and counting lines (normalised coordinates)")
 
     @field_validator("id")
     @classmethod
@@ -173,6 +177,8 @@ class Job(Strict):
     detector: Detector = Detector()
     tracking: Tracking = Tracking()
     recognition: Recognition = Recognition()
+    anomaly: AnomalyConfig = AnomalyConfig()
+    liveness: LivenessConfig = LivenessConfig()
     limits: Limits = Limits()
     reject_unknown_cameras: bool = Field(True, description="frames from cameras not in the config go to dead-letters")
 

@@ -27,6 +27,11 @@ SCHEMA = [
         class_name TEXT NOT NULL, max_in_frame INTEGER NOT NULL, mean_per_frame DOUBLE PRECISION,
         unique_tracks INTEGER,
         PRIMARY KEY (camera_id, window_start_ms, window_end_ms, class_name))""",
+    """CREATE TABLE IF NOT EXISTS line_crossings (
+        camera_id TEXT NOT NULL, window_start_ms BIGINT NOT NULL, window_end_ms BIGINT NOT NULL,
+        line_id TEXT NOT NULL, direction TEXT NOT NULL, class_name TEXT NOT NULL,
+        crossings INTEGER NOT NULL,
+        PRIMARY KEY (camera_id, window_start_ms, window_end_ms, line_id, direction, class_name))""",
     """CREATE TABLE IF NOT EXISTS frame_analyses (
         camera_id TEXT NOT NULL, sequence BIGINT NOT NULL, capture_ms BIGINT NOT NULL,
         capture_time TIMESTAMP NOT NULL, processed_ms BIGINT NOT NULL, objects INTEGER NOT NULL,
@@ -142,6 +147,15 @@ class AnalystStore:
                        max_in_frame = excluded.max_in_frame, mean_per_frame = excluded.mean_per_frame,
                        unique_tracks = excluded.unique_tracks""",
                 (*key, name, count, means.get(name), uniques.get(name)))
+
+        for crossing, count in sorted((g.get("line_crossings") or {}).items()):
+            line_id, direction, name = crossing.rsplit(":", 2)
+            self.execute(
+                """INSERT INTO line_crossings (camera_id, window_start_ms, window_end_ms, line_id,
+                       direction, class_name, crossings) VALUES (%s, %s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (camera_id, window_start_ms, window_end_ms, line_id, direction,
+                                class_name) DO UPDATE SET crossings = excluded.crossings""",
+                (*key, line_id, direction, name, count))
 
     def upsert_analysis(self, f: dict) -> None:
         classes = [d["class_name"] for d in f["detections"]]

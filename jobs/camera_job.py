@@ -4,11 +4,14 @@ r"""The camflow streaming job. Reads like its dataflow diagram:
                         |
                   event time (capture_ms, bounded out-of-orderness, idleness)
                         |
-                  key by camera -> analyse: decode JPEG, detect, track -> analyses (Kafka)
+                  key by camera -> analyse: decode JPEG, detect, track, read faces/plates,
+                        |                   scene rules, camera liveness -> [alerts]
+                        +--> analyses (Kafka)
                         |
-                  summarise -> key by camera -> tumbling window -> aggregates (Kafka)
-                                                      |               \-> [late -> dead-letters]
-                                                crowd rule -> alerts (Kafka)
+                  summarise -> key by camera -> tumbling window -> anomaly score -> aggregates
+                                                      |                  \-> [alerts]
+                                                      |-> crowd rule -> alerts (Kafka)
+                                                      \-> [late -> dead-letters]
 
 Run it with ``camflow job run`` (embedded mini-cluster), ``camflow job submit`` (a Flink
 cluster), or ``flink run -py jobs/camera_job.py -pyexec .venv/bin/python -- --config FILE``.
@@ -61,7 +64,12 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
                .side_output_late_data(op.LATE_FOR_WINDOW)
                .aggregate(op.CountObjects(), op.EmitAggregate()).name("count-per-window")
                .uid("count-per-window"))
-    alerts = windows.process(op.CrowdAlerts(config)).name("crowd-rule")
+    aggregates = (windows
+                  .key_by(lambda window: window["camera_id"], key_type=Types.STRING())
+                  .process(op.ScoreWindows(config)).name("anomaly-score").uid("anomaly-score"))
+    alerts = (aggregates.process(op.CrowdAlerts(config)).name("crowd-rule")
+              .union(analyses.get_side_output(op.ALERTS),
+                     aggregates.get_side_output(op.ALERTS)))
 
     dead_letters = (admitted.get_side_output(op.DEAD_LETTERS)
                     .union(analyses.get_side_output(op.DEAD_LETTERS),
@@ -70,7 +78,7 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
 
     analyses.map(op.encode_analysis).map(encoder("FrameAnalysis", config, topics.analyses), BYTES) \
         .sink_to(bytes_sink(kafka, topics.analyses)).name("analyses")
-    windows.map(encoder("Aggregate", config, topics.aggregates), BYTES) \
+    aggregates.map(encoder("Aggregate", config, topics.aggregates), BYTES) \
         .sink_to(bytes_sink(kafka, topics.aggregates)).name("aggregates")
     alerts.map(encoder("Alert", config, topics.alerts), BYTES) \
         .sink_to(bytes_sink(kafka, topics.alerts)).name("alerts")

@@ -18,14 +18,22 @@ from camflow.config import Config
 from camflow.schemas.codec import AvroCodec, SchemaError
 from camflow.transforms import aggregate, frames
 from camflow.transforms.alerts import CrowdLimitRule
+from camflow.transforms.anomaly import CameraLiveness, WindowAnomaly
+from camflow.transforms.behaviour import SceneBehaviour
 from camflow.transforms.detections import analysis_record
 from camflow.transforms.recognition import RecognitionPolicy, TrackRecognition
 from camflow.transforms.tracking import IouTracker, TrackerConfig, TrackerState
 
 # Records the job cannot use leave through this side output as DeadLetter dicts.
 DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
+# Alerts raised inside keyed operators (behaviour rules, camera liveness).
+ALERTS = OutputTag("alerts", Types.PICKLED_BYTE_ARRAY())
 # Frames that arrive after their window closed (beyond allowed lateness).
 LATE_FOR_WINDOW = OutputTag("late-for-window", Types.PICKLED_BYTE_ARRAY())
+
+
+# The watermark Flink emits when a bounded source is exhausted (Long.MAX_VALUE).
+END_OF_INPUT = 2**63 - 1
 
 
 def now_ms() -> int:
@@ -130,8 +138,13 @@ class AnalyseFrames(KeyedProcessFunction):
     """Per camera: JPEG decode (once), detect objects, track them across frames, and read
     faces and plates of tracks not yet recognised.
 
+    Then the camera's scene rules (zones, lines, falls, running) run on the tracks, and an
+    event-time timer watches for the camera going silent (``camera_offline``).
+
     State: ``tracker`` -- the camera's ``TrackerState`` as a plain dict;
-    ``recognition`` -- per track, how often faces/plates were looked for (plain dict).
+    ``recognition`` -- per track, how often faces/plates were looked for (plain dict);
+    ``behaviour`` -- per track and zone, what the scene rules remember (plain dict);
+    ``liveness`` -- last frame time and whether the camera is offline (plain dict).
     """
 
     def __init__(self, config: Config):
@@ -142,10 +155,15 @@ class AnalyseFrames(KeyedProcessFunction):
         self.tracker = IouTracker(TrackerConfig(min_iou_high=tracking.iou_threshold,
                                                 max_age_ms=tracking.max_age_ms,
                                                 min_hits=tracking.min_hits))
+        self.scenes = {c.id: SceneBehaviour(c.scene) for c in config.cameras}
+        self.default_scene = SceneBehaviour(None)  # zone-free rules for unconfigured cameras
+        self.liveness = CameraLiveness(config.job.liveness)
         self.detector = None
         self.recognition = None
         self.tracker_state = None
         self.recognition_state = None
+        self.behaviour_state = None
+        self.liveness_state = None
 
     def open(self, runtime_context: RuntimeContext):
         self.detector = load_detector(self.config)
@@ -154,6 +172,10 @@ class AnalyseFrames(KeyedProcessFunction):
             ValueStateDescriptor("tracker", Types.PICKLED_BYTE_ARRAY()))
         self.recognition_state = runtime_context.get_state(
             ValueStateDescriptor("recognition", Types.PICKLED_BYTE_ARRAY()))
+        self.behaviour_state = runtime_context.get_state(
+            ValueStateDescriptor("behaviour", Types.PICKLED_BYTE_ARRAY()))
+        self.liveness_state = runtime_context.get_state(
+            ValueStateDescriptor("liveness", Types.PICKLED_BYTE_ARRAY()))
 
     def process_element(self, record: dict, ctx: KeyedProcessFunction.Context):
         try:
@@ -173,8 +195,30 @@ class AnalyseFrames(KeyedProcessFunction):
         analysis.detections = update.detections
         if self.recognition is not None:
             self.recognition_state.update(self.recognition(self.recognition_state.value(), analysis))
+        rules = self.scenes.get(analysis.camera_id, self.default_scene)
+        behaviour = rules.step(self.behaviour_state.value(), analysis)
+        self.behaviour_state.update(behaviour.state)
+        analysis.crossings = behaviour.extra["crossings"]
+        for alert in behaviour.alerts:
+            yield ALERTS, alert
+        yield from self._check_liveness(analysis.camera_id, analysis.capture_ms, ctx)
         analysis.image = None  # the decoded frame stays inside this operator chain
         yield analysis
+
+    def _check_liveness(self, camera_id: str, frame_ms: int | None, ctx):
+        watermark = ctx.timer_service().current_watermark()
+        if watermark >= END_OF_INPUT:
+            return  # a bounded run ended: the final watermark is no silence of the camera
+        step = self.liveness.step(self.liveness_state.value(), camera_id, frame_ms, watermark)
+        self.liveness_state.update(step.state)
+        if step.extra["next_check_ms"] is not None:
+            ctx.timer_service().register_event_time_timer(step.extra["next_check_ms"])
+        for alert in step.alerts:
+            yield ALERTS, alert
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        """The watermark passed a camera's deadline: other cameras moved on, this one is silent."""
+        yield from self._check_liveness(ctx.get_current_key(), None, ctx)
 
 
 def encode_analysis(analysis) -> dict:
@@ -219,6 +263,30 @@ class LateFrames(ProcessFunction):
                           "(beyond allowed lateness); its analysis was still emitted",
                           "aggregate", self.topic, json.dumps(summary).encode(),
                           summary.get("camera_id"))
+
+
+class ScoreWindows(KeyedProcessFunction):
+    """Per camera: each window's counts scored against the camera's learned baseline (per hour
+    of week); emits the Aggregate with its ``anomaly_score`` and, after K unusual windows in a
+    row, a ``crowd_surge`` / ``unusual_absence`` / ``traffic_jam`` alert (side output).
+
+    State: ``baseline`` -- the per-slot robust statistics (plain dict).
+    """
+
+    def __init__(self, config: Config):
+        self.anomaly = WindowAnomaly(config.job.anomaly)
+        self.baseline = None
+
+    def open(self, runtime_context: RuntimeContext):
+        self.baseline = runtime_context.get_state(
+            ValueStateDescriptor("baseline", Types.PICKLED_BYTE_ARRAY()))
+
+    def process_element(self, window: dict, ctx: KeyedProcessFunction.Context):
+        step = self.anomaly.step(self.baseline.value(), window)
+        self.baseline.update(step.state)
+        for alert in step.alerts:
+            yield ALERTS, alert
+        yield step.extra["aggregate"]
 
 
 class CrowdAlerts(ProcessFunction):

@@ -46,7 +46,20 @@ def summarise(analysis: FrameAnalysis, min_confidence: float = 0.5) -> dict[str,
         "sequence": int(analysis.sequence),
         "counts_by_class": counts_by_class,
         "track_ids_by_class": {k: sorted(v) for k, v in track_ids_by_class.items()},
+        "line_crossings": dict(Counter(crossing_key(c) for c in analysis.crossings)),
     }
+
+
+def crossing_key(crossing: dict[str, Any]) -> str:
+    """``line:direction:class``, e.g. ``gate-in:a_to_b:car``: the key of a window's counts."""
+    return f"{crossing['line_id']}:{crossing['direction']}:{crossing['class']}"
+
+
+def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    total = dict(a)
+    for key, n in b.items():
+        total[key] = total.get(key, 0) + int(n)
+    return total
 
 
 class WindowCounts:
@@ -54,15 +67,16 @@ class WindowCounts:
 
     @staticmethod
     def create() -> dict[str, Any]:
-        return {"frames": 0, "sum_by_class": {}, "max_by_class": {}, "tracks_by_class": {}}
+        return {"frames": 0, "sum_by_class": {}, "max_by_class": {}, "tracks_by_class": {},
+                "line_crossings": {}}
 
     @staticmethod
     def add(acc: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
         counts = summary.get("counts_by_class", {})
         sums = dict(acc["sum_by_class"])
         maxima = dict(acc["max_by_class"])
+        sums = _add_counts(sums, counts)
         for name, count in counts.items():
-            sums[name] = sums.get(name, 0) + int(count)
             maxima[name] = max(maxima.get(name, 0), int(count))
         tracks = dict(acc["tracks_by_class"])
         for name, ids in summary.get("track_ids_by_class", {}).items():
@@ -72,13 +86,13 @@ class WindowCounts:
             "sum_by_class": sums,
             "max_by_class": maxima,
             "tracks_by_class": tracks,
+            "line_crossings": _add_counts(acc.get("line_crossings", {}),
+                                          summary.get("line_crossings", {})),
         }
 
     @staticmethod
     def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-        sums = dict(a["sum_by_class"])
-        for name, total in b["sum_by_class"].items():
-            sums[name] = sums.get(name, 0) + total
+        sums = _add_counts(a["sum_by_class"], b["sum_by_class"])
         maxima = dict(a["max_by_class"])
         for name, peak in b["max_by_class"].items():
             maxima[name] = max(maxima.get(name, 0), peak)
@@ -90,6 +104,7 @@ class WindowCounts:
             "sum_by_class": sums,
             "max_by_class": maxima,
             "tracks_by_class": tracks,
+            "line_crossings": _add_counts(a.get("line_crossings", {}), b.get("line_crossings", {})),
         }
 
     @staticmethod
@@ -117,5 +132,6 @@ class WindowCounts:
             "unique_tracks_by_class": {
                 name: len(ids) for name, ids in sorted(acc["tracks_by_class"].items())
             },
+            "line_crossings": dict(sorted(acc.get("line_crossings", {}).items())),
         }
 

@@ -119,6 +119,8 @@ class FrameAnalysis:
     # objects above; tracker_id is the owning person's / vehicle's track.
     faces: Detections = field(default_factory=lambda: Detections(class_names=("face",)))
     plates: Detections = field(default_factory=lambda: Detections(class_names=("licence_plate",)))
+    # Counting-line crossings in this frame: {line_id, track_id, class, direction, time_ms}.
+    crossings: list[dict] = field(default_factory=list)
     model_versions: dict[str, str] = field(default_factory=dict)
     image: np.ndarray | None = None
 

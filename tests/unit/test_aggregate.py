@@ -53,6 +53,7 @@ def test_summarise_counts_confident_or_tracked_objects_and_lists_track_ids():
         # car 0.8 (confident), car 0.7 (confident and tracked).
         "counts_by_class": {"person": 2, "car": 2},
         "track_ids_by_class": {"person": [3, 5], "car": [8]},
+        "line_crossings": {},
     }
     # Only primitives: nothing of the image or arrays travels into the window.
     assert len(pickle.dumps(result)) < 500
@@ -63,7 +64,7 @@ def test_summarise_empty_frame():
     analysis = FrameAnalysis(camera_id="c", capture_ms=1, sequence=2, width=1, height=1, jpeg=b"")
     assert summarise(analysis) == {
         "camera_id": "c", "capture_ms": 1, "sequence": 2,
-        "counts_by_class": {}, "track_ids_by_class": {},
+        "counts_by_class": {}, "track_ids_by_class": {}, "line_crossings": {},
     }
 
 
@@ -83,6 +84,7 @@ def test_window_result_exact_values():
         "mean_by_class": {"car": 0.25, "person": 1.5},
         "unique_tracks": 4,
         "unique_tracks_by_class": {"car": 1, "person": 3},
+        "line_crossings": {},
     }
 
 
@@ -90,7 +92,7 @@ def test_empty_window_result():
     assert WindowCounts.result(WindowCounts.create(), "cam-1", 0, 10) == {
         "camera_id": "cam-1", "window_start_ms": 0, "window_end_ms": 10, "frames": 0,
         "counts_by_class": {}, "mean_by_class": {}, "unique_tracks": 0,
-        "unique_tracks_by_class": {},
+        "unique_tracks_by_class": {}, "line_crossings": {},
     }
 
 
@@ -155,3 +157,14 @@ def test_any_split_of_a_window_merges_back_to_the_same_result(frames, cut):
     whole = WindowCounts.result(add_all(frames), "cam-1", 0, 1)
     split = WindowCounts.merge(add_all(frames[:cut]), add_all(frames[cut:]))
     assert WindowCounts.result(split, "cam-1", 0, 1) == whole
+
+
+def test_line_crossings_are_counted_per_window_and_merge():
+    analysis = FrameAnalysis(camera_id="c", capture_ms=1, sequence=2, width=1, height=1, jpeg=b"")
+    analysis.crossings = [{"line_id": "gate", "track_id": 4, "class": "car", "direction": "a_to_b", "time_ms": 1},
+                          {"line_id": "gate", "track_id": 5, "class": "car", "direction": "a_to_b", "time_ms": 1},
+                          {"line_id": "gate", "track_id": 6, "class": "person", "direction": "b_to_a", "time_ms": 1}]
+    one = WindowCounts.add(WindowCounts.create(), summarise(analysis))
+    both = WindowCounts.merge(one, one)
+    assert WindowCounts.result(both, "c", 0, 10)["line_crossings"] == {
+        "gate:a_to_b:car": 4, "gate:b_to_a:person": 2}
