@@ -36,10 +36,10 @@ def cmd_ingest(args) -> int:
 
 def cmd_job_run(args) -> int:
     from camflow.jobs.camera_job import run
-    from .kafka import scan_next_offsets
+    from .kafka import bounded_run_offsets
     config = _config(args)
-    stops = scan_next_offsets(config.kafka, config.kafka.topics.frames) if args.bounded else None
-    run(config, stops, args.parallelism)
+    stops, watchlist_stops = bounded_run_offsets(config.kafka) if args.bounded else (None, None)
+    run(config, stops, args.parallelism, watchlist_stop_offsets=watchlist_stops)
     return 0
 
 
@@ -52,9 +52,11 @@ def cmd_job_submit(args) -> int:
     config = _config(args)
     job_args = ["--config", str(Path(args.config).resolve())] if args.config else []
     if args.bounded:
-        from .kafka import scan_next_offsets
-        stops = scan_next_offsets(config.kafka, config.kafka.topics.frames)
+        from .kafka import bounded_run_offsets
+        stops, watchlist_stops = bounded_run_offsets(config.kafka)
         job_args += ["--stop-offsets", json.dumps(stops)]
+        if watchlist_stops is not None:
+            job_args += ["--watchlist-stop-offsets", json.dumps(watchlist_stops)]
     done = submit(camera_job.__file__, job_args, parallelism=args.parallelism or config.job.parallelism,
                   detached=not args.bounded, timeout=None)
     sys.stdout.write(done.stdout or "")

@@ -158,6 +158,20 @@ class Recognition(Strict):
     min_vehicle_width_px: int = Field(48, ge=8)
 
 
+class WatchlistMatching(Strict):
+    """When a face or plate read becomes an alert (see transforms/watchlist.py)."""
+
+    enabled: bool = True
+    face_threshold: float = Field(0.91, gt=0, le=1, description=(
+        "cosine similarity of L2-normalised dlib embeddings; calibrate with `camflow eval faces` "
+        "(threshold_at_far_1e-3 was 0.903 on the development faces)"))
+    face_confirmations: int = Field(2, ge=1, description="matching faces needed in one track")
+    plate_confirmations: int = Field(1, ge=1)
+    confirm_window_ms: int = Field(5_000, ge=0)
+    cooldown_ms: int = Field(600_000, ge=0, description="one alert per subject and camera per cooldown")
+    evidence_max_bytes: int = Field(64_000, ge=0, description="inline evidence JPEG cap; 0 = none")
+
+
 class Limits(Strict):
     max_jpeg_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(3840 * 2160, ge=64 * 64)
@@ -177,6 +191,7 @@ class Job(Strict):
     detector: Detector = Detector()
     tracking: Tracking = Tracking()
     recognition: Recognition = Recognition()
+    watchlist: WatchlistMatching = WatchlistMatching()
     anomaly: AnomalyConfig = AnomalyConfig()
     liveness: LivenessConfig = LivenessConfig()
     limits: Limits = Limits()

@@ -148,3 +148,14 @@ def ensure_topic(kafka: Kafka, name: str, partitions: int, config: dict[str, str
     while time.monotonic() < deadline and name not in admin.list_topics(timeout=timeout).topics:
         time.sleep(0.2)
     return True
+
+
+def bounded_run_offsets(kafka: Kafka) -> tuple[dict[int, int], dict[int, int] | None]:
+    """Stop offsets for a bounded job run: what the frames topic holds now, and the watchlist
+    topic's (None when there is no watchlist topic yet: the run goes without one)."""
+    frames = scan_next_offsets(kafka, kafka.topics.frames)
+    try:
+        watchlist = scan_next_offsets(kafka, kafka.topics.watchlist, idle_timeout_s=1.5)
+    except KafkaException:
+        watchlist = None
+    return frames, watchlist

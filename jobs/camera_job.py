@@ -30,7 +30,7 @@ from pyflink.datastream.window import TumblingEventTimeWindows
 from camflow.config import Config, load_config
 from camflow.schemas.codec import AvroCodec
 from camflow.jobs import operators as op
-from camflow.jobs.kafka_io import BYTES, bytes_sink, frames_source
+from camflow.jobs.kafka_io import BYTES, bytes_sink, frames_source, watchlist_source
 
 
 def encoder(contract: str, config: Config, topic: str):
@@ -39,7 +39,10 @@ def encoder(contract: str, config: Config, topic: str):
 
 
 def build_pipeline(env: StreamExecutionEnvironment, config: Config,
-                   stop_offsets: dict[int, int] | None = None) -> None:
+                   stop_offsets: dict[int, int] | None = None,
+                   watchlist_stop_offsets: dict[int, int] | None = None) -> None:
+    """``stop_offsets`` bound the frames read (``watchlist_stop_offsets`` the watchlist read;
+    a bounded run without them runs without a watchlist)."""
     kafka, job, topics = config.kafka, config.job, config.kafka.topics
 
     raw = env.from_source(frames_source(kafka, stop_offsets), WatermarkStrategy.no_watermarks(),
@@ -71,10 +74,31 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
               .union(analyses.get_side_output(op.ALERTS),
                      aggregates.get_side_output(op.ALERTS)))
 
+    # Watchlist: broadcast to every instance; only frames with faces or plates go to matching.
+    matching = job.watchlist.enabled and (job.recognition.faces or job.recognition.plates)
+    bounded = stop_offsets is not None
+    if matching and (not bounded or watchlist_stop_offsets is not None):
+        watchlist = (env.from_source(watchlist_source(kafka, watchlist_stop_offsets),
+                                     WatermarkStrategy.no_watermarks(), "watchlist")
+                     .process(op.DecodeWatchlist(config)).name("decode-watchlist"))
+        watchlist_errors = [watchlist.get_side_output(op.DEAD_LETTERS)]
+        matches = (analyses
+                   .filter(lambda analysis: len(analysis.faces) > 0 or len(analysis.plates) > 0)
+                   .key_by(lambda analysis: analysis.camera_id, key_type=Types.STRING())
+                   .connect(watchlist.broadcast(op.WATCHLIST))
+                   .process(op.MatchWatchlist(config)).name("match-watchlist").uid("match-watchlist"))
+        alerts = alerts.union(matches)
+        matches.get_side_output(op.SIGHTINGS) \
+            .map(encoder("Sighting", config, topics.sightings), BYTES) \
+            .sink_to(bytes_sink(kafka, topics.sightings)).name("sightings")
+    else:
+        watchlist_errors = []
+
     dead_letters = (admitted.get_side_output(op.DEAD_LETTERS)
                     .union(analyses.get_side_output(op.DEAD_LETTERS),
                            windows.get_side_output(op.LATE_FOR_WINDOW)
-                           .process(op.LateFrames(topics.frames))))
+                           .process(op.LateFrames(topics.frames)),
+                           *watchlist_errors))
 
     analyses.map(op.encode_analysis).map(encoder("FrameAnalysis", config, topics.analyses), BYTES) \
         .sink_to(bytes_sink(kafka, topics.analyses)).name("analyses")
@@ -98,21 +122,31 @@ def make_env(config: Config, parallelism: int | None = None) -> StreamExecutionE
 
 
 def run(config: Config, stop_offsets: dict[int, int] | None = None,
-        parallelism: int | None = None, job_name: str | None = None):
+        parallelism: int | None = None, job_name: str | None = None,
+        watchlist_stop_offsets: dict[int, int] | None = None):
     env = make_env(config, parallelism)
-    build_pipeline(env, config, stop_offsets)
+    build_pipeline(env, config, stop_offsets, watchlist_stop_offsets)
     return env.execute(job_name or f"camflow-{config.deployment}")
+
+
+def start(config: Config, parallelism: int | None = None, job_name: str | None = None):
+    """Submit the unbounded job without waiting: returns Flink's ``JobClient`` (cancel() it)."""
+    env = make_env(config, parallelism)
+    build_pipeline(env, config)
+    return env.execute_async(job_name or f"camflow-{config.deployment}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="deployment YAML")
     parser.add_argument("--stop-offsets", help="JSON {partition: offset}: read frames up to these offsets, then finish")
+    parser.add_argument("--watchlist-stop-offsets", help="JSON {partition: offset} of the watchlist for a bounded run")
     parser.add_argument("--parallelism", type=int)
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    stops = {int(k): int(v) for k, v in json.loads(args.stop_offsets).items()} if args.stop_offsets else None
-    run(config, stops, args.parallelism)
+    offsets = lambda text: {int(k): int(v) for k, v in json.loads(text).items()} if text else None
+    run(config, offsets(args.stop_offsets), args.parallelism,
+        watchlist_stop_offsets=offsets(args.watchlist_stop_offsets))
     return 0
 
 

@@ -26,21 +26,32 @@ def frames_source(kafka: Kafka, stop_offsets: dict[int, int] | None = None) -> K
     bounded runs read from the earliest offset to exactly the given offsets, because Tansu
     reports wrong end offsets after multi-record batches.
     """
-    topic = kafka.topics.frames
+    return bytes_source(kafka, kafka.topics.frames, stop_offsets)
+
+
+def watchlist_source(kafka: Kafka, stop_offsets: dict[int, int] | None = None) -> KafkaSource:
+    """The compacted ``watchlist`` topic, always read from the start: every instance of the
+    job folds the whole list into its broadcast state."""
+    return bytes_source(kafka, kafka.topics.watchlist, stop_offsets, from_start=True)
+
+
+def bytes_source(kafka: Kafka, topic: str, stop_offsets: dict[int, int] | None = None,
+                 from_start: bool = False) -> KafkaSource:
     builder = (KafkaSource.builder()
                .set_bootstrap_servers(kafka.bootstrap_servers)
                .set_topics(topic)
-               .set_group_id(f"{kafka.group_id}-job")
+               .set_group_id(f"{kafka.group_id}-job-{topic}")
                .set_value_only_deserializer(ByteArraySchema())
                .set_property("session.timeout.ms", "6000")
                .set_property("commit.offsets.on.checkpoint", "true"))
     for key, value in kafka.java_client_properties().items():
         builder.set_property(key, value)
-    if stop_offsets is not None:
+    if stop_offsets is not None or from_start:
         builder.set_starting_offsets(KafkaOffsetsInitializer.earliest())
+    if stop_offsets is not None:
         builder.set_bounded(KafkaOffsetsInitializer.offsets(
             {KafkaTopicPartition(topic, int(p)): int(o) for p, o in stop_offsets.items()}))
-    else:
+    elif not from_start:
         builder.set_starting_offsets(
             KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST))
     return builder.build()

@@ -12,7 +12,8 @@ from pyflink.common import Types
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import (AggregateFunction, KeyedProcessFunction, OutputTag,
                                 ProcessFunction, ProcessWindowFunction, RuntimeContext)
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream.functions import KeyedBroadcastProcessFunction
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from camflow.config import Config
 from camflow.schemas.codec import AvroCodec, SchemaError
@@ -23,11 +24,16 @@ from camflow.transforms.behaviour import SceneBehaviour
 from camflow.transforms.detections import analysis_record
 from camflow.transforms.recognition import RecognitionPolicy, TrackRecognition
 from camflow.transforms.tracking import IouTracker, TrackerConfig, TrackerState
+from camflow.transforms import watchlist as wl
 
 # Records the job cannot use leave through this side output as DeadLetter dicts.
 DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
 # Alerts raised inside keyed operators (behaviour rules, camera liveness).
 ALERTS = OutputTag("alerts", Types.PICKLED_BYTE_ARRAY())
+# Confirmed watchlist matches (Sighting dicts).
+SIGHTINGS = OutputTag("sightings", Types.PICKLED_BYTE_ARRAY())
+# The watchlist as broadcast state: "kind:id" -> WatchlistEntry dict.
+WATCHLIST = MapStateDescriptor("watchlist", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 # Frames that arrive after their window closed (beyond allowed lateness).
 LATE_FOR_WINDOW = OutputTag("late-for-window", Types.PICKLED_BYTE_ARRAY())
 
@@ -301,3 +307,119 @@ class CrowdAlerts(ProcessFunction):
 
 def summarise(analysis) -> dict:
     return aggregate.summarise(analysis)
+
+
+class DecodeWatchlist(ProcessFunction):
+    """watchlist topic bytes -> WatchlistEntry dicts (bad records -> dead letters)."""
+
+    def __init__(self, config: Config):
+        self.topic = config.kafka.topics.watchlist
+        self.registry = config.kafka.registry_conf()
+        self.codec = None
+
+    def open(self, runtime_context: RuntimeContext):
+        self.codec = AvroCodec("WatchlistEntry", self.registry, subject=f"{self.topic}-value")
+
+    def process_element(self, value: bytes, ctx: ProcessFunction.Context):
+        try:
+            entry = self.codec.decode(value)
+            if not entry["removed"]:
+                wl.normalise_entry(entry)  # embeddings finite and non-zero, kind/category known
+        except (SchemaError, wl.WatchlistError) as exc:
+            reason = getattr(exc, "reason", "bad_entry")
+            yield DEAD_LETTERS, dead_letter(reason, str(exc), "watchlist", self.topic, value or b"")
+            return
+        yield entry
+
+
+class MatchWatchlist(KeyedBroadcastProcessFunction):
+    """Per camera: faces and plates read on tracks -> watchlist alerts and sightings.
+
+    The watchlist arrives as broadcast state (every parallel instance holds all of it), so
+    additions and removals apply live and are part of every checkpoint. The FAISS index and
+    the plate lookup are derived from that state in memory, rebuilt after a restore.
+
+    Keyed state: ``faces`` / ``plates`` -- each decider's pending confirmations and open
+    alerts (plain dicts).
+    """
+
+    def __init__(self, config: Config):
+        m = config.job.watchlist
+        self.evidence_max_bytes = m.evidence_max_bytes
+        self.face_decider = wl.FaceMatchDecider(threshold=m.face_threshold,
+                                                confirmations=m.face_confirmations,
+                                                window_ms=m.confirm_window_ms, cooldown_ms=m.cooldown_ms)
+        self.plate_decider = wl.PlateMatchDecider(confirmations=m.plate_confirmations,
+                                                  window_ms=m.confirm_window_ms,
+                                                  cooldown_ms=m.cooldown_ms)
+        self.watchlist = None  # derived, in memory: WatchlistState, FaceIndex, PlateWatchlist
+        self.face_index = None
+        self.plate_index = None
+        self.faces_state = None
+        self.plates_state = None
+
+    def open(self, runtime_context: RuntimeContext):
+        self.faces_state = runtime_context.get_state(
+            ValueStateDescriptor("faces", Types.PICKLED_BYTE_ARRAY()))
+        self.plates_state = runtime_context.get_state(
+            ValueStateDescriptor("plates", Types.PICKLED_BYTE_ARRAY()))
+
+    def _derive(self, entries) -> None:
+        self.watchlist = wl.WatchlistState().apply_all(entries)
+        self.face_index = wl.FaceIndex.build(self.watchlist)
+        self.plate_index = wl.PlateWatchlist.build(self.watchlist)
+
+    def process_broadcast_element(self, entry: dict, ctx: KeyedBroadcastProcessFunction.Context):
+        key = wl.entry_key(entry["kind"], entry["id"])
+        ctx.get_broadcast_state(WATCHLIST).put(key, entry)
+        if self.watchlist is None:
+            self._derive([e for _, e in ctx.get_broadcast_state(WATCHLIST).items()])
+            return
+        self.watchlist = self.watchlist.apply(entry)
+        current = self.watchlist.get(entry["kind"], entry["id"])
+        if entry["kind"] == "face":
+            self.face_index.update_entry(entry["id"], current)
+            if self.face_index.needs_rebuild:
+                self.face_index = wl.FaceIndex.build(self.watchlist)
+        else:
+            self.plate_index.update_entry(entry["id"], current)
+
+    def process_element(self, analysis, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
+        if self.watchlist is None:  # first element after start or restore
+            self._derive([e for _, e in ctx.get_broadcast_state(WATCHLIST).items()])
+        alerts, sightings = [], []
+        if len(analysis.faces) and len(self.watchlist.of_kind("face")):
+            state = self.faces_state.value() or self.face_decider.new_state()
+            found = self.face_decider.observe_detections(
+                state, analysis.camera_id, analysis.capture_ms, analysis.faces,
+                self.face_index, self.watchlist)
+            self.faces_state.update(state)
+            alerts += self._with_evidence(found[0], analysis, analysis.faces)
+            sightings += found[1]
+        if len(analysis.plates) and len(self.plate_index):
+            state = self.plates_state.value() or self.plate_decider.new_state()
+            found = self.plate_decider.observe(
+                state, analysis.camera_id, analysis.capture_ms, analysis.plates.tracker_id,
+                [str(t) for t in analysis.plates.data["plate_text"]], self.plate_index)
+            self.plates_state.update(state)
+            alerts += self._with_evidence(found[0], analysis, analysis.plates)
+            sightings += found[1]
+        for sighting in sightings:
+            yield SIGHTINGS, sighting
+        yield from alerts
+
+    def _with_evidence(self, alerts: list[dict], analysis, objects) -> list[dict]:
+        """Attach a size-capped JPEG crop of the matching face or plate (decoded only now:
+        alerts are rare, so the frame is not kept decoded for them)."""
+        if not alerts or not self.evidence_max_bytes:
+            return alerts
+        image = frames.decode_jpeg(analysis.jpeg)
+        for alert in alerts:
+            rows = [i for i, t in enumerate(objects.tracker_id) if t == alert.get("track_id")]
+            row = rows[0] if rows else int(objects.confidence.argmax())
+            try:
+                alert["evidence_jpeg"] = wl.evidence_crop(image, objects.xyxy[row],
+                                                          max_bytes=self.evidence_max_bytes)
+            except wl.EvidenceError:
+                pass  # the alert still goes out, with its JSON evidence
+        return alerts
