@@ -90,6 +90,11 @@ def cmd_eval(args) -> int:
     elif args.what == "plates":
         from .eval_perception import eval_plates
         result = eval_plates(args.images, args.labels)
+    elif args.what == "watchlist":
+        if not (args.images and args.labels):
+            raise SystemExit("camflow eval watchlist: --images and --labels are required")
+        from .eval_watchlist import eval_watchlist
+        result = eval_watchlist(args.images, args.labels, config=_config(args))
     else:
         from .eval_detect import eval_detect
         result = eval_detect(args.video, every=args.every, config=_config(args))
@@ -149,6 +154,25 @@ def cmd_sightings(args) -> int:
     return 0
 
 
+def cmd_zones(args) -> int:
+    from .zones import draw
+    try:
+        path = draw(_config(args), args.camera, args.image, args.out)
+    except ValueError as exc:
+        print(f"camflow zones: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from .replay import replay
+    summary = replay(_config(args), args.video, args.camera, fps=args.fps,
+                     print_alert=lambda alert: print(json.dumps(alert), flush=True))
+    print(json.dumps(summary))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
     return run_demo(args.config, video=args.video, fps=args.fps, cameras=args.cameras,
@@ -194,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("eval", help="measure model accuracy on labelled data")
-    p.add_argument("what", choices=["faces", "plates", "detect"])
+    p.add_argument("what", choices=["faces", "plates", "detect", "watchlist"])
     p.add_argument("--images")
     p.add_argument("--labels")
     p.add_argument("--video")
@@ -232,6 +256,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store")
     p.add_argument("--config")
     p.set_defaults(func=cmd_sightings)
+
+    zones = sub.add_parser("zones", help="check a camera's scene").add_subparsers(dest="action", required=True)
+    p = zones.add_parser("draw", help="render the camera's zones and lines over a frame (PNG)")
+    p.add_argument("--camera", required=True)
+    p.add_argument("--image", required=True, help="a frame (image) or a video (its first frame)")
+    p.add_argument("--out", help="PNG path (default: CAMERA-zones.png)")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=cmd_zones)
+
+    p = sub.add_parser("replay", help="run the real job over recorded footage; alerts as JSON lines")
+    p.add_argument("--video", required=True)
+    p.add_argument("--camera", required=True, help="camera id (a camera the config lacks gets the zone-free rules)")
+    p.add_argument("--config")
+    p.add_argument("--fps", type=float)
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("demo", help="sample a video, run the job on the mini-cluster, summarise")
     p.add_argument("--config", default=None)
