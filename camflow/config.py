@@ -183,7 +183,9 @@ class Job(Strict):
     parallelism: int = Field(1, ge=1)
     checkpoint_interval_ms: int = Field(10_000, ge=500)
     checkpoint_dir: str | None = Field(None, description="file:// or s3:// URI for retained checkpoints")
-    window_ms: int = Field(60_000, ge=1000)
+    window_ms: int = Field(60_000, ge=1000, description="tumbling window: counts, crowd rule, anomaly score")
+    sliding_window_ms: int = Field(300_000, ge=0, description=(
+        "sliding window (sliding by window_ms) for smoother counts; 0 turns it off"))
     out_of_orderness_ms: int = Field(5_000, ge=0)
     idleness_ms: int = Field(10_000, ge=100, description="a silent partition stops holding back the watermark after this")
     allowed_lateness_ms: int = Field(0, ge=0)

@@ -9,6 +9,7 @@ r"""The camflow streaming job. Reads like its dataflow diagram:
                         +--> analyses (Kafka)
                         |
                   summarise -> key by camera -> tumbling window -> anomaly score -> aggregates
+                                  \-> sliding window ----------------------^
                                                       |                  \-> [alerts]
                                                       |-> crowd rule -> alerts (Kafka)
                                                       \-> [late -> dead-letters]
@@ -25,7 +26,7 @@ import sys
 from pyflink.common import Duration, Types, WatermarkStrategy
 from pyflink.common.time import Time
 from pyflink.datastream import StreamExecutionEnvironment
-from pyflink.datastream.window import TumblingEventTimeWindows
+from pyflink.datastream.window import SlidingEventTimeWindows, TumblingEventTimeWindows
 
 from camflow.config import Config, load_config
 from camflow.schemas.codec import AvroCodec
@@ -59,20 +60,28 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
                 .process(op.AnalyseFrames(config)).name("analyse")
                 .uid("analyse"))
 
-    windows = (analyses
-               .map(op.summarise).name("summarise")
-               .key_by(lambda summary: summary["camera_id"], key_type=Types.STRING())
+    summaries = (analyses.map(op.summarise).name("summarise")
+                 .key_by(lambda summary: summary["camera_id"], key_type=Types.STRING()))
+    windows = (summaries
                .window(TumblingEventTimeWindows.of(Time.milliseconds(job.window_ms)))
                .allowed_lateness(job.allowed_lateness_ms)
                .side_output_late_data(op.LATE_FOR_WINDOW)
                .aggregate(op.CountObjects(), op.EmitAggregate()).name("count-per-window")
                .uid("count-per-window"))
-    aggregates = (windows
-                  .key_by(lambda window: window["camera_id"], key_type=Types.STRING())
-                  .process(op.ScoreWindows(config)).name("anomaly-score").uid("anomaly-score"))
-    alerts = (aggregates.process(op.CrowdAlerts(config)).name("crowd-rule")
-              .union(analyses.get_side_output(op.ALERTS),
-                     aggregates.get_side_output(op.ALERTS)))
+    scored = (windows
+              .key_by(lambda window: window["camera_id"], key_type=Types.STRING())
+              .process(op.ScoreWindows(config)).name("anomaly-score").uid("anomaly-score"))
+    alerts = (scored.process(op.CrowdAlerts(config)).name("crowd-rule")
+              .union(analyses.get_side_output(op.ALERTS), scored.get_side_output(op.ALERTS)))
+    aggregates = scored
+    if job.sliding_window_ms > job.window_ms:
+        # Smoother counts for dashboards: e.g. 5-minute windows every minute, not scored.
+        aggregates = aggregates.union(
+            summaries.window(SlidingEventTimeWindows.of(Time.milliseconds(job.sliding_window_ms),
+                                                        Time.milliseconds(job.window_ms)))
+            .allowed_lateness(job.allowed_lateness_ms)
+            .aggregate(op.CountObjects(), op.EmitAggregate()).name("count-per-sliding-window")
+            .uid("count-per-sliding-window"))
 
     # Watchlist: broadcast to every instance; only frames with faces or plates go to matching.
     matching = job.watchlist.enabled and (job.recognition.faces or job.recognition.plates)

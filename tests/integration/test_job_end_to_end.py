@@ -32,7 +32,8 @@ def job_run(request, tmp_path_factory, vtest_path, kafka_bootstrap, built_models
                   "topics": {"frames": f"frames-{suffix}", "analyses": f"analyses-{suffix}",
                              "alerts": f"alerts-{suffix}", "aggregates": f"aggregates-{suffix}",
                              "dead_letters": f"dead-letters-{suffix}", "partitions": 2}},
-        "job": {"window_ms": 2000, "out_of_orderness_ms": 500, "idleness_ms": 1000,
+        "job": {"window_ms": 2000, "sliding_window_ms": 4000, "out_of_orderness_ms": 500,
+                "idleness_ms": 1000,
                 "checkpoint_interval_ms": 2000, "detector": {"threads": 2}},
     })
     t = config.kafka.topics
@@ -95,11 +96,15 @@ def test_every_good_frame_is_analysed_once_with_people_found(job_run):
 
 def test_windows_produce_aggregates_and_crowd_alerts(job_run):
     config = job_run["config"]
-    aggregates = records(config, config.kafka.topics.aggregates, "Aggregate")
+    windows = records(config, config.kafka.topics.aggregates, "Aggregate")
+    aggregates = [a for a in windows if a["window_end_ms"] - a["window_start_ms"] == 2000]
+    sliding = [a for a in windows if a["window_end_ms"] - a["window_start_ms"] == 4000]
+    assert len(aggregates) + len(sliding) == len(windows)
     # 6 s of capture time in 2 s tumbling windows: 3 or 4 windows depending on alignment
     assert 3 <= len(aggregates) <= 4
     assert sum(a["frames"] for a in aggregates) == GOOD_FRAMES
-    assert all(a["window_end_ms"] - a["window_start_ms"] == 2000 for a in aggregates)
+    # 4 s windows sliding by 2 s: every frame is counted in two of them
+    assert sum(a["frames"] for a in sliding) == 2 * GOOD_FRAMES
     assert max(a["counts_by_class"].get("person", 0) for a in aggregates) >= 3
     alerts = records(config, config.kafka.topics.alerts, "Alert")
     assert alerts, "more than 2 people per frame on the walkway must raise crowd_limit"
