@@ -6,7 +6,7 @@ VIDEO ?=
 CAMERAS ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: setup models demo test unit up down clean
+.PHONY: setup models demo test unit up down clean bench
 
 setup: .venv/.camflow-setup.stamp
 
@@ -39,3 +39,9 @@ down:
 
 clean: down
 	rm -rf var .pytest_cache
+
+# The 41-camera benchmark (bench/README.md keeps the table of measured configurations).
+VIDEOS ?= ../shared/data/video
+BENCH_ARGS ?=
+bench: models
+	$(PY) -m bench.pipeline --videos "$(VIDEOS)" $(BENCH_ARGS)

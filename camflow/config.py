@@ -182,6 +182,10 @@ class Limits(Strict):
 class Job(Strict):
     parallelism: int = Field(1, ge=1)
     checkpoint_interval_ms: int = Field(10_000, ge=500)
+    python_bundle_ms: int = Field(100, ge=1, description=(
+        "PyFlink flushes a Python operator's batch after this long (Flink's default, 1000 ms, "
+        "adds about a second of latency per Python stage)"))
+    python_bundle_size: int = Field(100, ge=1, description="...or after this many records")
     checkpoint_dir: str | None = Field(None, description="file:// or s3:// URI for retained checkpoints")
     window_ms: int = Field(60_000, ge=1000, description="tumbling window: counts, crowd rule, anomaly score")
     sliding_window_ms: int = Field(300_000, ge=0, description=(

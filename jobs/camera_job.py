@@ -121,11 +121,12 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
 
 def make_env(config: Config, parallelism: int | None = None) -> StreamExecutionEnvironment:
     from camflow.infra.flink import make_env as configured_env
-    options = {}
+    options = {"python.fn-execution.bundle.time": str(config.job.python_bundle_ms),
+               "python.fn-execution.bundle.size": str(config.job.python_bundle_size)}
     if config.job.checkpoint_dir:
-        options = {"execution.checkpointing.dir": config.job.checkpoint_dir,
-                   "execution.checkpointing.externalized-checkpoint-retention":
-                       "RETAIN_ON_CANCELLATION"}
+        options.update({"execution.checkpointing.dir": config.job.checkpoint_dir,
+                        "execution.checkpointing.externalized-checkpoint-retention":
+                            "RETAIN_ON_CANCELLATION"})
     return configured_env(parallelism=parallelism or config.job.parallelism,
                           checkpoint_ms=config.job.checkpoint_interval_ms, config=options)
 

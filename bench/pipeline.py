@@ -1,0 +1,307 @@
+"""The whole pipeline under load: N virtual cameras at F fps through the real broker and the
+real job, against a plain single-process loop over the same frames with the same models.
+
+    python -m bench.pipeline [--cameras 41] [--fps 1] [--duration 60] [--warmup 20]
+                             [--videos ../shared/data/video] [--find-max] [--parallelism 1]
+
+Each camera replays a real video (every video file in --videos, cameras spread over them at
+different offsets), sampled at F fps and paced in real time: capture_ms is the wall clock when
+the frame is published, so latency = when the analysis reaches a consumer of the analyses topic
+minus capture_ms (capture -> analysed -> in Kafka). Frames published during the warm-up are not
+measured. CPU is the machine's busy share from /proc/stat; memory is the summed RSS of this
+process tree (JobManager/TaskManager JVM and Python workers included) from /proc.
+
+Baseline (same invocation, same frames, same models, same config): a plain Python loop doing
+decode -> detect -> track -> faces/plates once per track -> scene rules, one frame after the
+other, no Kafka, no Flink. ``ratio_vs_baseline`` = job sustained fps / baseline fps.
+
+The LAST line printed is one JSON object:
+{"cameras", "fps_per_camera", "sustained_fps", "p99_latency_ms", "baseline_fps",
+ "ratio_vs_baseline", "cpu_cores", ...}
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov")
+
+
+def camera_frames(videos: list[Path], cameras: int, fps: float, seconds: float,
+                  max_width: int) -> dict[str, list[bytes]]:
+    """JPEGs per virtual camera: ``seconds * fps`` samples of one video from its own offset."""
+    from camflow.transforms.frames import encode_jpeg, resize_to_max_width
+    per_camera = max(1, int(seconds * fps))
+    cache: dict[Path, list[np.ndarray]] = {}
+    out: dict[str, list[bytes]] = {}
+    for c in range(cameras):
+        video = videos[c % len(videos)]
+        if video not in cache:  # every video sampled once at fps; cameras start at offsets
+            capture = cv2.VideoCapture(str(video))
+            native = capture.get(cv2.CAP_PROP_FPS) or 25.0
+            step = max(1, int(round(native / fps)))
+            images, index = [], 0
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    break
+                if index % step == 0:
+                    images.append(resize_to_max_width(image, max_width))
+                index += 1
+            capture.release()
+            cache[video] = images
+        images = cache[video]
+        offset = (c // len(videos)) * 7 % max(1, len(images))
+        jpegs = [encode_jpeg(images[(offset + i) % len(images)], 85) for i in range(per_camera)]
+        out[f"bench-cam-{c:03d}"] = jpegs
+    return out
+
+
+def bench_config(cameras: list[str], kafka_bootstrap: str, parallelism: int, base=None):
+    from camflow.config import Config
+    suffix = uuid.uuid4().hex[:8]
+    names = ("frames", "analyses", "alerts", "aggregates", "dead_letters", "watchlist",
+             "watchlist_audit", "sightings")
+    raw = base.model_dump(mode="json") if base is not None else {}
+    raw["deployment"] = f"bench-{suffix}"
+    raw["cameras"] = [{"id": c, "crowd_limit": 12} for c in cameras]
+    raw.setdefault("kafka", {})
+    raw["kafka"]["bootstrap_servers"] = kafka_bootstrap
+    raw["kafka"]["group_id"] = f"bench-{suffix}"
+    raw["kafka"]["topics"] = {**{n: f"bench-{n}-{suffix}" for n in names},
+                              "partitions": max(2, parallelism)}
+    raw.setdefault("job", {})["parallelism"] = parallelism
+    raw["job"].pop("checkpoint_dir", None)
+    return Config.model_validate(raw)
+
+
+def run_baseline(config, frames: dict[str, list[bytes]], limit_s: float) -> dict:
+    """Plain loop, one process, the job's own transforms and models."""
+    from camflow.jobs.operators import load_detector, load_recognition
+    from camflow.transforms import frames as frame_checks
+    from camflow.transforms.behaviour import SceneBehaviour
+    from camflow.transforms.tracking import IouTracker, TrackerConfig, TrackerState
+    detector, recognition = load_detector(config), load_recognition(config)
+    t = config.job.tracking
+    tracker = IouTracker(TrackerConfig(min_iou_high=t.iou_threshold, max_age_ms=t.max_age_ms,
+                                       min_hits=t.min_hits))
+    rules = SceneBehaviour(None)
+    states = {c: {"tracker": TrackerState(), "recognition": None, "behaviour": None} for c in frames}
+    order = [(i, c) for i in range(max(len(v) for v in frames.values())) for c in frames
+             if i < len(frames[c])]
+    started, done = time.monotonic(), 0
+    now = int(time.time() * 1000)
+    for i, camera in order:
+        jpeg = frames[camera][i]
+        record = {"camera_id": camera, "capture_ms": now + i * 1000, "sequence": i, "jpeg": jpeg,
+                  "jpeg_ref": None, "width": 0, "height": 0, "sampler_id": "bench"}
+        analysis = frame_checks.validate(record, now_ms=record["capture_ms"])
+        analysis.detections = detector(analysis.image)
+        state = states[camera]
+        update = tracker.update(state["tracker"], analysis.detections, analysis.capture_ms)
+        state["tracker"], analysis.detections = update.state, update.detections
+        if recognition is not None:
+            state["recognition"] = recognition(state["recognition"], analysis)
+        state["behaviour"] = rules.step(state["behaviour"], analysis).state
+        done += 1
+        if time.monotonic() - started > limit_s:
+            break
+    seconds = time.monotonic() - started
+    return {"frames": done, "seconds": round(seconds, 2), "fps": round(done / seconds, 2)}
+
+
+class ProcSampler(threading.Thread):
+    """Machine CPU busy share and this process tree's RSS, sampled every second."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, float, float]] = []
+        self.stop = threading.Event()
+
+    @staticmethod
+    def _cpu() -> tuple[int, int]:
+        fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]
+
+    @staticmethod
+    def tree_rss_mb() -> float:
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+                except OSError:
+                    continue
+                children.setdefault(ppid, []).append(int(entry))
+        total, todo = 0, [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            todo += children.get(pid, [])
+            try:
+                for line in open(f"/proc/{pid}/status"):
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total / 1024
+
+    def run(self):
+        last = self._cpu()
+        while not self.stop.wait(1.0):
+            now = self._cpu()
+            busy = 1 - (now[1] - last[1]) / max(1, now[0] - last[0])
+            last = now
+            self.samples.append((time.monotonic(), busy, self.tree_rss_mb()))
+
+
+def run_job(config, frames: dict[str, list[bytes]], fps: float, warmup_s: float,
+            duration_s: float) -> dict:
+    """Publish in real time, consume analyses, measure after the warm-up."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from camflow.jobs.camera_job import start
+    from camflow.kafka import DeliveryTracker, ensure_topic, produce_reliably, reliable_producer
+    from camflow.schemas.codec import AvroCodec
+
+    topics = config.kafka.topics
+    for name in ("frames", "analyses", "alerts", "aggregates", "dead_letters", "watchlist",
+                 "watchlist_audit", "sightings"):
+        ensure_topic(config.kafka, getattr(topics, name), topics.partitions)
+    client = start(config)
+    received: list[tuple[float, int, int]] = []  # (arrival wall ms, capture ms, processed ms)
+    stop = threading.Event()
+
+    def consume():
+        consumer = Consumer({**config.kafka.client_conf(), "group.id": f"{config.kafka.group_id}-m",
+                             "enable.auto.commit": False})
+        consumer.assign([TopicPartition(topics.analyses, p, 0) for p in range(topics.partitions)])
+        codec = AvroCodec("FrameAnalysis")
+        while not stop.is_set():
+            for msg in consumer.consume(500, timeout=0.2):
+                if msg.error():
+                    continue
+                record = codec.decode(msg.value())
+                received.append((time.time() * 1000, record["capture_ms"], record["processed_ms"]))
+        consumer.close()
+
+    consumer_thread = threading.Thread(target=consume, daemon=True)
+    consumer_thread.start()
+    sampler = ProcSampler()
+    sampler.start()
+    codec, producer, tracker = AvroCodec("FrameSample"), reliable_producer(config.kafka), DeliveryTracker()
+    t0 = time.monotonic() + 2.0  # the job has started consuming by then (it reads from offset 0)
+    measure_from_ms = int(time.time() * 1000 + (2.0 + warmup_s) * 1000)
+    total_s = warmup_s + duration_s
+    published = tick = 0
+    cameras = list(frames)
+    while True:
+        due = t0 + tick / fps
+        if due - t0 > total_s:
+            break
+        time.sleep(max(0.0, due - time.monotonic()))
+        capture_ms = int(time.time() * 1000)
+        for c in cameras:  # all cameras capture on the same tick, like synchronised NVR pulls
+            jpeg = frames[c][tick % len(frames[c])]
+            value = codec.encode({"camera_id": c, "capture_ms": capture_ms, "sequence": tick,
+                                  "jpeg": jpeg, "jpeg_ref": None, "width": 0, "height": 0,
+                                  "sampler_id": "bench"})
+            produce_reliably(producer, topics.frames, value, c.encode(), capture_ms, tracker)
+            published += 1
+        producer.poll(0)
+        tick += 1
+    producer.flush(60)
+    end_ms = int(time.time() * 1000)
+    time.sleep(8)  # let the tail of the measured frames arrive (still counted by capture time)
+    stop.set()
+    consumer_thread.join(5)
+    sampler.stop.set()
+    client.cancel().result()
+
+    measured = [r for r in received if measure_from_ms <= r[1] < end_ms]
+    expected = sum(1 for _ in range(int(duration_s * fps))) * len(cameras)
+    latencies = sorted(r[0] - r[1] for r in measured)
+    window_s = (end_ms - measure_from_ms) / 1000
+    pct = lambda q: round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1) if latencies else None
+    cpu = [s[1] for s in sampler.samples]
+    rss = [s[2] for s in sampler.samples]
+    return {
+        "published": published, "analysed_total": len(received),
+        "measured_frames": len(measured), "expected_frames": expected,
+        "sustained_fps": round(len(measured) / window_s, 2) if window_s > 0 else 0.0,
+        "p50_latency_ms": pct(0.50), "p95_latency_ms": pct(0.95), "p99_latency_ms": pct(0.99),
+        "job_emit_p50_ms": round(statistics.median(r[2] - r[1] for r in measured), 1) if measured else None,
+        "cpu_busy_mean": round(statistics.mean(cpu), 3) if cpu else None,
+        "rss_mb_start": round(rss[0], 1) if rss else None, "rss_mb_end": round(rss[-1], 1) if rss else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cameras", type=int, default=41)
+    parser.add_argument("--fps", type=float, default=1.0)
+    parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=20.0)
+    parser.add_argument("--videos", default=str(REPO.parent / "shared" / "data" / "video"))
+    parser.add_argument("--config", help="deployment YAML whose job settings to use")
+    parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument("--baseline-seconds", type=float, default=45.0)
+    parser.add_argument("--find-max", action="store_true",
+                        help="also search the most cameras that keep p99 < 2 s (shorter runs)")
+    args = parser.parse_args(argv)
+
+    from camflow.config import load_config
+    from camflow.infra import broker
+    videos = sorted(p for p in Path(args.videos).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not videos:
+        raise SystemExit(f"no videos in {args.videos}")
+    bootstrap = broker.start()
+    base = load_config(args.config) if args.config else None
+    names = [f"bench-cam-{c:03d}" for c in range(args.cameras)]
+    config = bench_config(names, bootstrap, args.parallelism, base)
+    seconds = args.warmup + args.duration
+    frames = camera_frames(videos, args.cameras, args.fps, seconds, max_width=960)
+    print(f"[bench] {args.cameras} cameras x {args.fps} fps from {len(videos)} videos; "
+          f"baseline first ({args.baseline_seconds:.0f} s cap)", flush=True)
+    baseline = run_baseline(config, frames, args.baseline_seconds)
+    print(f"[bench] baseline: {baseline}", flush=True)
+    job = run_job(config, frames, args.fps, args.warmup, args.duration)
+    print(f"[bench] job: {job}", flush=True)
+    result = {"cameras": args.cameras, "fps_per_camera": args.fps,
+              "sustained_fps": job["sustained_fps"], "p99_latency_ms": job["p99_latency_ms"],
+              "baseline_fps": baseline["fps"],
+              "ratio_vs_baseline": round(job["sustained_fps"] / baseline["fps"], 3) if baseline["fps"] else None,
+              "cpu_cores": os.cpu_count(), "p50_latency_ms": job["p50_latency_ms"],
+              "p95_latency_ms": job["p95_latency_ms"], "offered_fps": args.cameras * args.fps,
+              "measured_frames": job["measured_frames"], "expected_frames": job["expected_frames"],
+              "cpu_busy_mean": job["cpu_busy_mean"], "rss_mb_start": job["rss_mb_start"],
+              "rss_mb_end": job["rss_mb_end"], "parallelism": args.parallelism}
+    if args.find_max:
+        low, high, best = 1, args.cameras, 0
+        while low <= high:
+            n = (low + high) // 2
+            trial_names = [f"bench-cam-{c:03d}" for c in range(n)]
+            trial = run_job(bench_config(trial_names, bootstrap, args.parallelism, base),
+                            {c: frames[c] for c in trial_names}, args.fps, 10.0, 30.0)
+            ok = trial["p99_latency_ms"] is not None and trial["p99_latency_ms"] < 2000 \
+                and trial["measured_frames"] >= 0.95 * trial["expected_frames"]
+            print(f"[bench] find-max: {n} cameras -> p99 {trial['p99_latency_ms']} ms, "
+                  f"{trial['sustained_fps']} fps: {'ok' if ok else 'too many'}", flush=True)
+            best, low, high = (n, n + 1, high) if ok else (best, low, n - 1)
+        result["max_cameras_p99_under_2s"] = best
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
