@@ -81,6 +81,8 @@ class Topics(Strict):
     watchlist: str = Field("watchlist", description="compacted: the current watchlist, keyed kind:id")
     watchlist_audit: str = Field("watchlist-audit", description="every watchlist change, kept (who, when, what)")
     sightings: str = "sightings"
+    face_embeddings: str = Field("face-embeddings", description=(
+        "every face read (embedding, box, track, watchlist match) for retroactive search"))
     partitions: int = Field(4, ge=1, description="partitions per topic: the most parallelism a stage can use")
 
 
@@ -206,6 +208,9 @@ class Job(Strict):
 
 class Store(Strict):
     url: str = Field("duckdb:///var/camflow.duckdb", description="duckdb:///PATH or postgresql://...")
+    embedding_retention_days: float = Field(7, gt=0, description=(
+        "face embeddings of faces that matched no watchlist subject are personal data: the "
+        "sink deletes them this long after capture (matched faces are kept)"))
 
 
 class Config(Strict):

@@ -37,6 +37,7 @@ CONTRACTS = {
     "DeadLetter": "dead_letter.avsc",
     "WatchlistEntry": "watchlist_entry.avsc",
     "Sighting": "sighting.avsc",
+    "FaceEmbedding": "face_embedding.avsc",
 }
 
 

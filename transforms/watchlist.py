@@ -70,9 +70,16 @@ class EvidenceError(WatchlistError):
 _MIN_NORM = 1e-6
 
 
+def _as_array(x: Any) -> np.ndarray:
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:  # ragged rows, strings, nested objects
+        raise InvalidEmbedding("bad_shape", f"embeddings are not a numeric matrix: {exc}") from exc
+
+
 def embedding_problems(x: Any, dim: int = DIM) -> np.ndarray:
     """Per-row reason code ('' when usable) for an [M, dim] array; never raises on values."""
-    arr = np.asarray(x, dtype=np.float64)
+    arr = _as_array(x)
     if arr.ndim != 2 or arr.shape[1] != dim:
         raise InvalidEmbedding("bad_shape", f"expected [M, {dim}] embeddings, got {arr.shape}")
     out = np.full(len(arr), "", dtype=object)
@@ -90,7 +97,7 @@ def validate_embeddings(x: Any, dim: int = DIM) -> np.ndarray:
     the first offending row) rather than letting NaN or a zero vector reach FAISS, where
     they would silently match nothing or everything.
     """
-    arr = np.asarray(x, dtype=np.float64)
+    arr = _as_array(x)
     if arr.ndim == 1:
         arr = arr.reshape(1, -1)
     problems = embedding_problems(arr, dim)
