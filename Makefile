@@ -6,7 +6,8 @@ VIDEO ?=
 CAMERAS ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: setup models demo test unit up down clean bench
+.PHONY: setup models demo test unit up down clean bench chaos
+CHAOS_ARGS ?=
 
 setup: .venv/.camflow-setup.stamp
 
@@ -43,5 +44,9 @@ clean: down
 # The 41-camera benchmark (bench/README.md keeps the table of measured configurations).
 VIDEOS ?= ../shared/data/video
 BENCH_ARGS ?=
+chaos: models
+	bash infra/postgres.sh
+	$(PY) -m camflow.infra.chaos $(CHAOS_ARGS)
+
 bench: models
 	$(PY) -m bench.pipeline --videos "$(VIDEOS)" $(BENCH_ARGS)

@@ -38,8 +38,10 @@ def cmd_job_run(args) -> int:
     from camflow.jobs.camera_job import run
     from .kafka import bounded_run_offsets
     config = _config(args)
+    from camflow.jobs.camera_job import resolve_checkpoint
     stops, watchlist_stops = bounded_run_offsets(config.kafka) if args.bounded else (None, None)
-    run(config, stops, args.parallelism, watchlist_stop_offsets=watchlist_stops)
+    run(config, stops, args.parallelism, watchlist_stop_offsets=watchlist_stops,
+        restore_from=resolve_checkpoint(config, args.from_checkpoint))
     return 0
 
 
@@ -57,8 +59,9 @@ def cmd_job_submit(args) -> int:
         job_args += ["--stop-offsets", json.dumps(stops)]
         if watchlist_stops is not None:
             job_args += ["--watchlist-stop-offsets", json.dumps(watchlist_stops)]
+    restore = camera_job.resolve_checkpoint(config, args.from_checkpoint)
     done = submit(camera_job.__file__, job_args, parallelism=args.parallelism or config.job.parallelism,
-                  detached=not args.bounded, timeout=None)
+                  detached=not args.bounded, timeout=None, extra=["-s", restore] if restore else ())
     sys.stdout.write(done.stdout or "")
     sys.stderr.write(done.stderr or "")
     return done.returncode
@@ -69,6 +72,7 @@ def cmd_sink(args) -> int:
     config = _config(args)
     report = run_sink(config, store_url=args.store, idle_exit_s=args.idle_exit)
     print(json.dumps({"written": report.written, "rejected": report.rejected,
+                      "expired_embeddings": report.expired_embeddings,
                       "seconds": round(report.seconds, 2)}))
     return 0
 
@@ -154,6 +158,26 @@ def cmd_sightings(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    """Retroactive search: a watchlist subject's face among the faces kept in the store."""
+    from .search import SearchError, format_lines, parse_since, search
+    config = _config(args)
+    try:
+        since_ms = parse_since(args.since or f"{config.store.embedding_retention_days:g}d")
+        if args.threshold is not None and not 0 < args.threshold <= 1:
+            raise SearchError(f"--threshold {args.threshold}: must be in (0, 1]")
+        result = search(config, args.subject, since_ms, threshold=args.threshold,
+                        store_url=args.store, progress=sys.stderr.isatty())
+    except SearchError as exc:
+        print(f"camflow search: {exc}", file=sys.stderr)
+        return 2
+    sites = {c.id: (c.location.site if c.location else c.name) for c in config.cameras}
+    for line in format_lines(result, sites):
+        print(line)
+    print(json.dumps(result.summary()))
+    return 0
+
+
 def cmd_zones(args) -> int:
     from .zones import draw
     try:
@@ -198,11 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config")
     p.add_argument("--bounded", action="store_true", help="process the frames now in the topic, then stop")
     p.add_argument("--parallelism", type=int)
+    p.add_argument("--from-checkpoint", help="'latest' retained checkpoint under job.checkpoint_dir, or a path")
     p.set_defaults(func=cmd_job_run)
     p = job.add_parser("submit", help="submit to a Flink cluster (default: the local one from `make up`)")
     p.add_argument("--config")
     p.add_argument("--bounded", action="store_true")
     p.add_argument("--parallelism", type=int)
+    p.add_argument("--from-checkpoint", help="'latest' retained checkpoint, or a checkpoint/savepoint path")
     p.set_defaults(func=cmd_job_submit)
 
     p = sub.add_parser("sink", help="write alerts, aggregates and analyses to the analyst store")
@@ -256,6 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store")
     p.add_argument("--config")
     p.set_defaults(func=cmd_sightings)
+
+    p = sub.add_parser("search", help="retroactive search: a watchlist subject among the faces "
+                       "kept in the store")
+    p.add_argument("--subject", required=True, help="watchlist face subject id")
+    p.add_argument("--since", help="look back this far: 7d, 24h, 90m "
+                   "(default: store.embedding_retention_days)")
+    p.add_argument("--threshold", type=float,
+                   help="cosine similarity (default: job.watchlist.face_threshold)")
+    p.add_argument("--store")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_search)
 
     zones = sub.add_parser("zones", help="check a camera's scene").add_subparsers(dest="action", required=True)
     p = zones.add_parser("draw", help="render the camera's zones and lines over a frame (PNG)")

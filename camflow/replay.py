@@ -25,7 +25,8 @@ def replay_config(config: Config, camera_id: str) -> Config:
     run = f"replay-{camera_id}-{uuid.uuid4().hex[:8]}"
     topics = config.kafka.topics.model_copy(update={
         name: f"{getattr(config.kafka.topics, name)}-{run}"
-        for name in ("frames", "analyses", "alerts", "aggregates", "dead_letters", "sightings")})
+        for name in ("frames", "analyses", "alerts", "aggregates", "dead_letters", "sightings",
+                     "face_embeddings")})
     kafka = config.kafka.model_copy(update={"topics": topics, "group_id": run})
     cameras = list(config.cameras)
     if config.camera(camera_id) is None:
@@ -40,7 +41,8 @@ def replay(config: Config, video: str, camera_id: str, fps: float | None = None,
     started = time.monotonic()
     config = replay_config(config, camera_id)
     camera, topics = config.camera(camera_id), config.kafka.topics
-    for name in ("frames", "analyses", "alerts", "aggregates", "dead_letters", "sightings"):
+    for name in ("frames", "analyses", "alerts", "aggregates", "dead_letters", "sightings",
+                 "face_embeddings"):
         ensure_topic(config.kafka, getattr(topics, name), 1)
     report = ingest(config.kafka, camera_id, video, fps or camera.fps, max_width=camera.max_width)
     stops = {partition: offset for (_, partition), offset in report.next_offsets.items()}

@@ -23,14 +23,22 @@ from .store import AnalystStore
 class SinkReport:
     written: dict[str, int] = field(default_factory=dict)
     rejected: int = 0
+    expired_embeddings: int = 0  # unmatched face embeddings deleted by the retention
     seconds: float = 0.0
+
+
+RETENTION_EVERY_S = 60.0
 
 
 def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | None = None,
              max_seconds: float | None = None, batch_size: int = 500,
              topics: tuple[str, ...] = ("alerts", "aggregates", "analyses", "sightings",
-                                        "watchlist_audit")) -> SinkReport:
-    """Consume until stopped (or idle for ``idle_exit_s``); returns what was written."""
+                                        "watchlist_audit", "face_embeddings")) -> SinkReport:
+    """Consume until stopped (or idle for ``idle_exit_s``); returns what was written.
+
+    Also enforces the retention of face embeddings: unmatched faces captured more than
+    ``store.embedding_retention_days`` ago are deleted at start and then at most once per
+    ``RETENTION_EVERY_S`` while running."""
     kafka = config.kafka
     registry = kafka.registry_conf()
     # kind -> (topic, contract, store method)
@@ -40,6 +48,7 @@ def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | 
         "analyses": (kafka.topics.analyses, "FrameAnalysis", "upsert_analysis"),
         "sightings": (kafka.topics.sightings, "Sighting", "upsert_sighting"),
         "watchlist_audit": (kafka.topics.watchlist_audit, "WatchlistEntry", "insert_watchlist_change"),
+        "face_embeddings": (kafka.topics.face_embeddings, "FaceEmbedding", "upsert_face_embedding"),
     }
     handlers = {topic: (AvroCodec(contract, registry, subject=f"{topic}-value"), method)
                 for kind, (topic, contract, method) in routes.items() if kind in topics}
@@ -55,9 +64,14 @@ def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | 
     consumer.subscribe(list(handlers))
     report = SinkReport(written={t: 0 for t in handlers})
     started = last_record = time.monotonic()
+    last_retention = None
     try:
         while True:
             now = time.monotonic()
+            if last_retention is None or now - last_retention >= RETENTION_EVERY_S:
+                report.expired_embeddings += store.delete_expired_embeddings(
+                    config.store.embedding_retention_days)
+                last_retention = now
             if max_seconds is not None and now - started > max_seconds:
                 break
             if idle_exit_s is not None and now - last_record > idle_exit_s:

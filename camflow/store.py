@@ -1,4 +1,5 @@
-"""The analyst store: alerts, aggregates and frame analyses in SQL, written idempotently.
+"""The analyst store: alerts, aggregates, frame analyses, sightings and face embeddings in SQL,
+written idempotently.
 
 DuckDB (an embedded file, the default) or PostgreSQL (``postgresql://...``). Every write is an
 upsert on the record's natural key (alert id; camera + window; camera + sequence), so a record
@@ -7,6 +8,7 @@ delivered twice, after a failover or a sink restart, leaves exactly one row.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
@@ -52,6 +54,13 @@ SCHEMA = [
         SELECT s.subject_id, s.kind, s.sighting_time, s.camera_id, s.score, s.track_id,
                s.alert_id, s.time_ms
         FROM sightings s""",
+    # Faces read by the job, for retroactive search (camflow search); unmatched rows are
+    # deleted after store.embedding_retention_days (delete_expired_embeddings).
+    """CREATE TABLE IF NOT EXISTS face_embeddings (
+        face_id TEXT PRIMARY KEY, camera_id TEXT NOT NULL, time_ms BIGINT NOT NULL,
+        capture_time TIMESTAMP NOT NULL, sequence BIGINT NOT NULL, track_id BIGINT,
+        x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+        embedding BYTEA NOT NULL, matched_subject TEXT)""",
     """CREATE TABLE IF NOT EXISTS sink_rejects (
         topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL, kafka_offset BIGINT NOT NULL,
         reason TEXT NOT NULL, payload BYTEA,
@@ -102,6 +111,10 @@ class AnalystStore:
     def create_schema(self) -> None:
         for statement in SCHEMA:
             self.execute(statement)
+        if self.kind == "postgresql":  # retention and search scan by capture time
+            # (not on DuckDB: its ART indexes make ON CONFLICT updates of indexed tables fail)
+            self.execute("CREATE INDEX IF NOT EXISTS face_embeddings_time "
+                         "ON face_embeddings (time_ms)")
         self.commit()
 
     def commit(self) -> None:
@@ -181,6 +194,55 @@ class AnalystStore:
                    alert_id = excluded.alert_id""",
             (s["sighting_id"], s["subject_id"], s["kind"], s["camera_id"], s["time_ms"],
              _ts(s["time_ms"]), s["score"], s.get("track_id"), s.get("alert_id"), s.get("plate")))
+
+    def upsert_face_embedding(self, f: dict) -> None:
+        """A face read (FaceEmbedding); the embedding as float32 little-endian bytes. A face
+        once matched stays matched when delivered again."""
+        from camflow.schemas.codec import SchemaError
+        from camflow.transforms.watchlist import DIM, embedding_bytes
+        if len(f["embedding"]) != DIM:
+            raise SchemaError("malformed_record", f"face {f['face_id']}: embedding of "
+                              f"{len(f['embedding'])} floats, expected {DIM}")
+        self.execute(
+            """INSERT INTO face_embeddings (face_id, camera_id, time_ms, capture_time, sequence,
+                   track_id, x1, y1, x2, y2, embedding, matched_subject)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (face_id) DO UPDATE SET
+                   matched_subject = COALESCE(excluded.matched_subject,
+                                              face_embeddings.matched_subject)""",
+            (f["face_id"], f["camera_id"], f["time_ms"], _ts(f["time_ms"]), f["sequence"],
+             f.get("track_id"), f["x1"], f["y1"], f["x2"], f["y2"],
+             embedding_bytes(f["embedding"]), f.get("matched_subject")))
+
+    def delete_expired_embeddings(self, retention_days: float, now_ms: int | None = None) -> int:
+        """Delete the embeddings of UNMATCHED faces captured more than ``retention_days`` ago
+        (personal data); matched faces are kept. Commits; returns the rows deleted."""
+        now_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
+        cutoff = now_ms - int(retention_days * 86_400_000)
+        cur = self.execute("DELETE FROM face_embeddings WHERE matched_subject IS NULL "
+                           "AND time_ms < %s", (cutoff,))
+        deleted = cur.rowcount
+        self.commit()
+        return max(int(deleted), 0)
+
+    def face_embeddings_since(self, since_ms: int, batch: int = 10_000):
+        """Batches of (face_id, camera_id, time_ms, track_id, matched_subject, embedding
+        bytes) of the faces captured at or after ``since_ms``."""
+        sql = self._sql("SELECT face_id, camera_id, time_ms, track_id, matched_subject, embedding "
+                        "FROM face_embeddings WHERE time_ms >= %s")
+        # PostgreSQL: a server-side cursor, so that a large store is not read at once.
+        cur = (self.conn.cursor(name="face_search") if self.kind == "postgresql"
+               else self.conn.cursor())
+        cur.execute(sql, (int(since_ms),))
+        try:
+            while rows := cur.fetchmany(batch):
+                yield rows
+        finally:
+            cur.close()
+
+    def count_face_embeddings(self, since_ms: int) -> int:
+        return self.query("SELECT COUNT(*) FROM face_embeddings WHERE time_ms >= %s",
+                          (int(since_ms),))[0][0]
 
     def insert_watchlist_change(self, w: dict) -> None:
         """The audit trail of the watchlist: who changed what, when (no embeddings kept)."""

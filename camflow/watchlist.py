@@ -97,6 +97,10 @@ class Watchlist:
                               "time_ms": int(time.time() * 1000), "removed": False})
 
     def remove(self, subject_id: str, kind: str = "face", added_by: str | None = None) -> dict:
+        if kind == "plate":  # accept the printed form too: "51F-598.81" -> "51F59881"
+            from camflow.transforms.plates import parse_plate
+            parsed = parse_plate(subject_id)
+            subject_id = parsed.text if parsed is not None else subject_id
         current = self.entries().get(f"{kind}:{subject_id}")
         if current is None:
             raise KeyError(f"no {kind} entry {subject_id!r} on the watchlist")

@@ -243,6 +243,15 @@ python:
 execution:
   checkpointing:
     dir: file://{_flink_var() / 'checkpoints'}
+# A lost TaskManager is noticed in seconds, not the default 50 s (faster failover here).
+heartbeat:
+  interval: 2000
+  timeout: 10000
+restart-strategy:
+  type: fixed-delay
+  fixed-delay:
+    attempts: 1000
+    delay: 2 s
 state:
   checkpoints:
     dir: file://{_flink_var() / 'checkpoints'}

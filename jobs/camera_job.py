@@ -7,7 +7,8 @@ r"""The camflow streaming job. Reads like its dataflow diagram:
                   key by camera -> analyse: decode JPEG, detect, track, read faces/plates,
                         |                   scene rules, camera liveness -> [alerts]
                         +--> analyses (Kafka)
-                        |
+                        +--> faces/plates -> match watchlist (broadcast) -> alerts, sightings,
+                        |                                                   face-embeddings
                   summarise -> key by camera -> tumbling window -> anomaly score -> aggregates
                                   \-> sliding window ----------------------^
                                                       |                  \-> [alerts]
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from pyflink.common import Duration, Types, WatermarkStrategy
 from pyflink.common.time import Time
@@ -84,8 +86,11 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
             .uid("count-per-sliding-window"))
 
     # Watchlist: broadcast to every instance; only frames with faces or plates go to matching.
+    # Every face read also goes to face-embeddings (retroactive search), matched or not.
     matching = job.watchlist.enabled and (job.recognition.faces or job.recognition.plates)
+    keep_faces = job.watchlist.enabled and job.recognition.faces
     bounded = stop_offsets is not None
+    face_embeddings = None
     if matching and (not bounded or watchlist_stop_offsets is not None):
         watchlist = (env.from_source(watchlist_source(kafka, watchlist_stop_offsets),
                                      WatermarkStrategy.no_watermarks(), "watchlist")
@@ -100,8 +105,15 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
         matches.get_side_output(op.SIGHTINGS) \
             .map(encoder("Sighting", config, topics.sightings), BYTES) \
             .sink_to(bytes_sink(kafka, topics.sightings)).name("sightings")
+        face_embeddings = matches.get_side_output(op.FACE_EMBEDDINGS)
     else:
         watchlist_errors = []
+        if keep_faces:  # no watchlist in this run: every face is unmatched
+            face_embeddings = (analyses.filter(lambda analysis: len(analysis.faces) > 0)
+                               .flat_map(op.unmatched_faces).name("faces-unmatched"))
+    if face_embeddings is not None:
+        face_embeddings.map(encoder("FaceEmbedding", config, topics.face_embeddings), BYTES) \
+            .sink_to(bytes_sink(kafka, topics.face_embeddings)).name("face-embeddings")
 
     dead_letters = (admitted.get_side_output(op.DEAD_LETTERS)
                     .union(analyses.get_side_output(op.DEAD_LETTERS),
@@ -119,7 +131,26 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
         .sink_to(bytes_sink(kafka, topics.dead_letters)).name("dead-letters")
 
 
-def make_env(config: Config, parallelism: int | None = None) -> StreamExecutionEnvironment:
+def latest_checkpoint(checkpoint_dir: str) -> str:
+    """The newest retained checkpoint (``<dir>/<job id>/chk-N``) under a ``file://`` or plain
+    path, for ``--from-checkpoint latest``."""
+    root = Path(checkpoint_dir.removeprefix("file://"))
+    found = sorted(root.glob("*/chk-*/_metadata"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FileNotFoundError(f"no retained checkpoint under {checkpoint_dir}")
+    return found[-1].parent.as_uri()
+
+
+def resolve_checkpoint(config: Config, from_checkpoint: str | None) -> str | None:
+    if from_checkpoint != "latest":
+        return from_checkpoint
+    if not config.job.checkpoint_dir:
+        raise ValueError("--from-checkpoint latest needs job.checkpoint_dir in the config")
+    return latest_checkpoint(config.job.checkpoint_dir)
+
+
+def make_env(config: Config, parallelism: int | None = None,
+             restore_from: str | None = None) -> StreamExecutionEnvironment:
     from camflow.infra.flink import make_env as configured_env
     options = {"python.fn-execution.bundle.time": str(config.job.python_bundle_ms),
                "python.fn-execution.bundle.size": str(config.job.python_bundle_size)}
@@ -127,14 +158,16 @@ def make_env(config: Config, parallelism: int | None = None) -> StreamExecutionE
         options.update({"execution.checkpointing.dir": config.job.checkpoint_dir,
                         "execution.checkpointing.externalized-checkpoint-retention":
                             "RETAIN_ON_CANCELLATION"})
+    if restore_from:
+        options["execution.state-recovery.path"] = restore_from
     return configured_env(parallelism=parallelism or config.job.parallelism,
                           checkpoint_ms=config.job.checkpoint_interval_ms, config=options)
 
 
 def run(config: Config, stop_offsets: dict[int, int] | None = None,
         parallelism: int | None = None, job_name: str | None = None,
-        watchlist_stop_offsets: dict[int, int] | None = None):
-    env = make_env(config, parallelism)
+        watchlist_stop_offsets: dict[int, int] | None = None, restore_from: str | None = None):
+    env = make_env(config, parallelism, restore_from)
     build_pipeline(env, config, stop_offsets, watchlist_stop_offsets)
     return env.execute(job_name or f"camflow-{config.deployment}")
 
@@ -152,11 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-offsets", help="JSON {partition: offset}: read frames up to these offsets, then finish")
     parser.add_argument("--watchlist-stop-offsets", help="JSON {partition: offset} of the watchlist for a bounded run")
     parser.add_argument("--parallelism", type=int)
+    parser.add_argument("--from-checkpoint", help="'latest' (under job.checkpoint_dir) or a checkpoint/savepoint path")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     offsets = lambda text: {int(k): int(v) for k, v in json.loads(text).items()} if text else None
     run(config, offsets(args.stop_offsets), args.parallelism,
-        watchlist_stop_offsets=offsets(args.watchlist_stop_offsets))
+        watchlist_stop_offsets=offsets(args.watchlist_stop_offsets),
+        restore_from=resolve_checkpoint(config, args.from_checkpoint))
     return 0
 
 

@@ -32,6 +32,8 @@ DEAD_LETTERS = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
 ALERTS = OutputTag("alerts", Types.PICKLED_BYTE_ARRAY())
 # Confirmed watchlist matches (Sighting dicts).
 SIGHTINGS = OutputTag("sightings", Types.PICKLED_BYTE_ARRAY())
+# Every face read with a usable embedding (FaceEmbedding dicts), for retroactive search.
+FACE_EMBEDDINGS = OutputTag("face-embeddings", Types.PICKLED_BYTE_ARRAY())
 # The watchlist as broadcast state: "kind:id" -> WatchlistEntry dict.
 WATCHLIST = MapStateDescriptor("watchlist", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 # Frames that arrive after their window closed (beyond allowed lateness).
@@ -333,7 +335,9 @@ class DecodeWatchlist(ProcessFunction):
 
 
 class MatchWatchlist(KeyedBroadcastProcessFunction):
-    """Per camera: faces and plates read on tracks -> watchlist alerts and sightings.
+    """Per camera: faces and plates read on tracks -> watchlist alerts and sightings, and
+    every face read (with the subject it matched, if any) as a FaceEmbedding (side output
+    ``FACE_EMBEDDINGS``), also while no face is enrolled: retroactive search needs them.
 
     The watchlist arrives as broadcast state (every parallel instance holds all of it), so
     additions and removals apply live and are part of every checkpoint. The FAISS index and
@@ -388,14 +392,20 @@ class MatchWatchlist(KeyedBroadcastProcessFunction):
         if self.watchlist is None:  # first element after start or restore
             self._derive([e for _, e in ctx.get_broadcast_state(WATCHLIST).items()])
         alerts, sightings = [], []
-        if len(analysis.faces) and len(self.watchlist.of_kind("face")):
-            state = self.faces_state.value() or self.face_decider.new_state()
-            found = self.face_decider.observe_detections(
-                state, analysis.camera_id, analysis.capture_ms, analysis.faces,
-                self.face_index, self.watchlist)
-            self.faces_state.update(state)
-            alerts += self._with_evidence(found[0], analysis, analysis.faces)
-            sightings += found[1]
+        if len(analysis.faces):
+            subjects, similarities = wl.search_faces(analysis.faces, self.face_index)
+            if len(self.watchlist.of_kind("face")):
+                state = self.faces_state.value() or self.face_decider.new_state()
+                found = self.face_decider.observe(
+                    state, analysis.camera_id, analysis.capture_ms, analysis.faces.tracker_id,
+                    subjects, similarities, self.watchlist)
+                self.faces_state.update(state)
+                alerts += self._with_evidence(found[0], analysis, analysis.faces)
+                sightings += found[1]
+            matched = self.face_decider.matched_subjects(subjects, similarities)
+            for record in wl.face_embedding_records(analysis.camera_id, analysis.capture_ms,
+                                                    analysis.sequence, analysis.faces, matched):
+                yield FACE_EMBEDDINGS, record
         if len(analysis.plates) and len(self.plate_index):
             state = self.plates_state.value() or self.plate_decider.new_state()
             found = self.plate_decider.observe(
@@ -423,3 +433,10 @@ class MatchWatchlist(KeyedBroadcastProcessFunction):
             except wl.EvidenceError:
                 pass  # the alert still goes out, with its JSON evidence
         return alerts
+
+
+def unmatched_faces(analysis) -> list[dict]:
+    """A run without the watchlist wired (a bounded run before any enrolment): every face
+    read as an unmatched FaceEmbedding, so that it can still be searched later."""
+    return wl.face_embedding_records(analysis.camera_id, analysis.capture_ms, analysis.sequence,
+                                     analysis.faces)

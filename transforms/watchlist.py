@@ -905,17 +905,72 @@ class FaceMatchDecider(_MatchDecider):
                            index: FaceIndex, watchlist: WatchlistState) -> tuple[list[dict], list[dict]]:
         """Search ``faces.data['embedding']`` (rows with NaN/zero embeddings are skipped) and
         ``observe`` the result; ``faces.tracker_id`` gives the tracks."""
-        emb = faces.data.get("embedding") if len(faces) else None
-        if emb is None or len(emb) == 0:
-            self.expire(state, time_ms)
-            return [], []
-        ok = embedding_problems(emb) == ""
-        if not ok.any():
-            self.expire(state, time_ms)
-            return [], []
-        sids, sims = index.search(np.asarray(emb)[ok], 1)
-        return self.observe(state, camera_id, time_ms, np.asarray(faces.tracker_id)[ok],
-                            sids[:, 0], sims[:, 0], watchlist)
+        sids, sims = search_faces(faces, index)
+        return self.observe(state, camera_id, time_ms, np.asarray(faces.tracker_id), sids, sims,
+                            watchlist)
+
+    def matched_subjects(self, subject_ids: Sequence[str | None],
+                         similarities: Sequence[float]) -> list[str | None]:
+        """Per face: the best subject when its similarity reaches ``threshold``, else None."""
+        return [sid if sid is not None and np.isfinite(sim) and float(sim) >= self.threshold
+                else None for sid, sim in zip(subject_ids, similarities)]
+
+
+def usable_face_rows(faces) -> np.ndarray:
+    """Indices of the faces whose ``data['embedding']`` is finite and non-zero."""
+    emb = faces.data.get("embedding") if len(faces) else None
+    if emb is None or len(emb) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(embedding_problems(emb) == "")
+
+
+def search_faces(faces, index: FaceIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Best subject per face row of ``faces`` (object [N], None for unusable embeddings or an
+    empty index) and its similarity (float32 [N], -inf where no subject)."""
+    sids = np.full(len(faces), None, dtype=object)
+    sims = np.full(len(faces), -np.inf, dtype=np.float32)
+    ok = usable_face_rows(faces)
+    if len(ok) and index.ntotal:
+        found, similarity = index.search(np.asarray(faces.data["embedding"])[ok], 1)
+        sids[ok], sims[ok] = found[:, 0], similarity[:, 0]
+    return sids, sims
+
+
+# ------------------------------------------------------------------ retroactive search
+def face_id(camera_id: str, sequence: int, row: int) -> str:
+    """Stable id of one face read: its frame (camera, sequence) and row among the frame's faces."""
+    return f"{camera_id}:{int(sequence)}:{int(row)}"
+
+
+def face_embedding_records(camera_id: str, time_ms: int, sequence: int, faces,
+                           matched: Sequence[str | None] | None = None) -> list[dict]:
+    """``FaceEmbedding`` records (schemas/face_embedding.avsc) for one frame's faces with a
+    usable embedding (NaN / all-zero rows are skipped), L2-normalised; ``matched`` is the
+    watchlist subject per face row (None: unmatched)."""
+    rows = usable_face_rows(faces)
+    if not len(rows):
+        return []
+    vectors = validate_embeddings(np.asarray(faces.data["embedding"])[rows])
+    out = []
+    for row, vector in zip(rows.tolist(), vectors):
+        track = int(faces.tracker_id[row])
+        x1, y1, x2, y2 = (float(v) for v in faces.xyxy[row])
+        out.append({"face_id": face_id(camera_id, sequence, row), "camera_id": camera_id,
+                    "time_ms": int(time_ms), "sequence": int(sequence),
+                    "track_id": track if track >= 0 else None,
+                    "x1": x1, "y1": y1, "x2": x2, "y2": y2,
+                    "embedding": vector.tolist(),
+                    "matched_subject": matched[row] if matched is not None else None})
+    return out
+
+
+def embedding_bytes(vector: Sequence[float]) -> bytes:
+    """A 128-D embedding as the store keeps it: float32, little-endian."""
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def embedding_from_bytes(blob: bytes) -> np.ndarray:
+    return np.frombuffer(bytes(blob), dtype="<f4")
 
 
 class PlateMatchDecider(_MatchDecider):

@@ -1,0 +1,284 @@
+"""``make chaos``: kill TaskManagers and the whole job while it works; prove nothing is lost.
+
+On the local standalone cluster (JobManager + 2 TaskManagers, parallelism 2):
+1. a known set of frames (real videos, two cameras) is published;
+2. the analyst-store sink runs as its own process; the job is submitted (unbounded,
+   checkpoints every 2 s, retained);
+3. ``kills`` times, at random moments, one TaskManager is killed (its JVM and its Python
+   workers, SIGKILL); Flink fails over, and the TaskManager is started again;
+4. the whole job is cancelled and submitted again from the latest retained checkpoint;
+5. once every frame is in the store (or the time is up) the store is compared with what was
+   sent: one analysis per (camera, sequence), every window of the sent frames aggregated, every
+   crowd alert those windows imply present, no alert id twice.
+
+The LAST line printed is JSON:
+{"frames_sent", "analysed", "lost", "duplicate_alerts_in_store", "restarts", ...}
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+TASK_MANAGER_MAIN = "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
+
+
+def log(message: str) -> None:
+    print(f"[chaos {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def task_manager_pids() -> list[int]:
+    out = subprocess.run(["pgrep", "-f", TASK_MANAGER_MAIN], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def process_tree(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in out.splitlines():
+        child, parent = (int(x) for x in line.split())
+        children.setdefault(parent, []).append(child)
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
+
+
+def kill_task_manager(rng: random.Random) -> int:
+    """SIGKILL one TaskManager JVM and every process under it (the PyFlink Python workers)."""
+    victim = rng.choice(task_manager_pids())
+    for pid in process_tree(victim):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return victim
+
+
+def job_state(flink) -> tuple[str | None, str | None]:
+    try:
+        jobs = flink._rest("/jobs/overview")["jobs"]
+    except Exception:  # noqa: BLE001 - JobManager busy or restarting
+        return None, None
+    live = [j for j in jobs if j["state"] not in ("CANCELED", "FAILED", "FINISHED")]
+    return (live[0]["jid"], live[0]["state"]) if live else (None, None)
+
+
+def wait_running(flink, timeout: float = 120.0) -> str:
+    """Until the job is RUNNING again with all its tasks deployed; returns its id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jid, state = job_state(flink)
+        if jid and state == "RUNNING":
+            vertices = flink._rest(f"/jobs/{jid}")["vertices"]
+            if all(v["status"] == "RUNNING" for v in vertices):
+                return jid
+        time.sleep(1)
+    raise TimeoutError(f"job not running again within {timeout:.0f}s")
+
+
+def ensure_task_managers(flink, wanted: int = 2) -> None:
+    while len(task_manager_pids()) < wanted:
+        flink._run(["bash", str(flink.flink_home() / "bin" / "taskmanager.sh"), "start"])
+        time.sleep(1)
+
+
+def run_chaos(kills: int = 3, frames_per_camera: int = 120, fps: float = 4.0,
+              timeout_s: float = 420.0, seed: int | None = None, work: Path | None = None) -> dict:
+    from camflow.config import Config
+    from camflow.infra import broker, flink
+    from camflow.kafka import ensure_topic
+    from camflow.sampler import ingest
+    from camflow.store import AnalystStore
+    from camflow.transforms.alerts import alert_id
+
+    rng = random.Random(seed)
+    run = uuid.uuid4().hex[:8]
+    work = Path(work or REPO / "var" / "chaos" / run)
+    work.mkdir(parents=True, exist_ok=True)
+    bootstrap = broker.start()
+    names = ("frames", "analyses", "alerts", "aggregates", "dead_letters", "watchlist",
+             "watchlist_audit", "sightings")
+    raw = {
+        "deployment": f"chaos-{run}",
+        "cameras": [{"id": "walkway", "crowd_limit": 4}, {"id": "hallway", "crowd_limit": 1}],
+        "kafka": {"bootstrap_servers": bootstrap, "group_id": f"chaos-{run}",
+                  "topics": {**{n: f"chaos-{n}-{run}" for n in names}, "partitions": 2}},
+        "job": {"parallelism": 2, "checkpoint_interval_ms": 2000,
+                "checkpoint_dir": (work / "checkpoints").as_uri(), "window_ms": 5000,
+                "sliding_window_ms": 0, "out_of_orderness_ms": 1000, "idleness_ms": 2000,
+                "detector": {"threads": 1}, "recognition": {"faces": False, "plates": False}},
+        "store": {"url": chaos_store(run)},
+    }
+    config = Config.model_validate(raw)
+    config_path = work / "chaos.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    for n in names:
+        ensure_topic(config.kafka, getattr(config.kafka.topics, n), 2)
+
+    data = REPO.parent / "shared" / "data" / "video"
+    videos = {"walkway": data / "vtest.avi", "hallway": data / "one-by-one-person-detection.mp4"}
+    if not videos["walkway"].is_file():
+        from camflow.demo import demo_video
+        videos = {"walkway": Path(demo_video()), "hallway": Path(demo_video())}
+    sent: set[tuple[str, int]] = set()
+    windows: set[tuple[str, int]] = set()
+    # Both cameras cover the same span of capture time, as live cameras would.
+    start_ms = int(time.time() * 1000 - frames_per_camera / fps * 1000)
+    for camera, video in videos.items():
+        report = ingest(config.kafka, camera, str(video), fps, max_width=640, start_ms=start_ms,
+                        max_frames=frames_per_camera, progress=False)
+        log(f"published {report.frames} frames of {video.name} as {camera}")
+    # What was sent, read back: (camera, sequence) and the windows their capture times fall in.
+    from camflow.kafka import read_topic
+    from camflow.schemas.codec import AvroCodec
+    for msg in read_topic(config.kafka, config.kafka.topics.frames, idle_timeout_s=2):
+        frame = AvroCodec("FrameSample").decode(msg.value())
+        sent.add((frame["camera_id"], frame["sequence"]))
+        windows.add((frame["camera_id"], frame["capture_ms"] // 5000 * 5000))
+
+    flink.stop_cluster()
+    flink.start_cluster(taskmanagers=2, slots=1)
+    sink_log = open(work / "sink.log", "w")
+    sink = subprocess.Popen([sys.executable, "-m", "camflow.cli", "sink", "--config", str(config_path)],
+                            stdout=sink_log, stderr=subprocess.STDOUT, cwd=REPO)
+    started = time.monotonic()
+    restarts = 0
+    try:
+        submitted = subprocess.run([sys.executable, "-m", "camflow.cli", "job", "submit",
+                                    "--config", str(config_path)], capture_output=True, text=True,
+                                   cwd=REPO)
+        if submitted.returncode != 0:
+            raise RuntimeError(f"submit failed:\n{submitted.stdout[-2000:]}\n{submitted.stderr[-2000:]}")
+        wait_running(flink)
+        log("job running")
+        for k in range(kills):
+            time.sleep(rng.uniform(3.0, 8.0))
+            victim = kill_task_manager(rng)
+            restarts += 1
+            log(f"kill {k + 1}/{kills}: TaskManager pid {victim} and its Python workers")
+            time.sleep(3)
+            ensure_task_managers(flink)
+            wait_running(flink)
+            log("failed over, running again")
+        time.sleep(rng.uniform(3.0, 6.0))
+        jid, _ = job_state(flink)
+        log(f"cancelling the whole job {jid}; checkpoints are retained")
+        flink._run(["bash", str(flink.flink_home() / "bin" / "flink"), "cancel", "-m",
+                    "localhost:8081", jid], check=False)
+        while job_state(flink)[0] is not None:
+            time.sleep(0.5)
+        from camflow.jobs.camera_job import latest_checkpoint
+        checkpoint = latest_checkpoint(config.job.checkpoint_dir)
+        log(f"resubmitting from {checkpoint}")
+        resubmitted = subprocess.run([sys.executable, "-m", "camflow.cli", "job", "submit", "--config",
+                                      str(config_path), "--from-checkpoint", checkpoint],
+                                     capture_output=True, text=True, cwd=REPO)
+        if resubmitted.returncode != 0:
+            raise RuntimeError(f"resubmit failed:\n{resubmitted.stderr[-2000:]}")
+        restarts += 1
+        wait_running(flink)
+        analysed = 0
+        while time.monotonic() - started < timeout_s:
+            time.sleep(3)
+            analysed = _count(config.store.url, "SELECT COUNT(*) FROM frame_analyses")
+            if analysed >= len(sent):
+                # A subtask whose partition holds no camera holds the watermark back until it
+                # counts as idle; then the windows close and the sink writes them.
+                time.sleep(config.job.idleness_ms / 1000 + 10)
+                break
+        jid, _ = job_state(flink)
+        if jid:
+            flink._run(["bash", str(flink.flink_home() / "bin" / "flink"), "cancel", "-m",
+                        "localhost:8081", jid], check=False)
+        time.sleep(3)
+    finally:
+        sink.send_signal(signal.SIGTERM)
+        try:
+            sink.wait(20)
+        except subprocess.TimeoutExpired:
+            sink.kill()
+        sink_log.close()
+        flink.stop_cluster()
+
+    store = AnalystStore(config.store.url)
+    try:
+        rows = store.query("SELECT camera_id, sequence FROM frame_analyses")
+        analysed_keys = {(c, int(s)) for c, s in rows}
+        alerts = store.query("SELECT alert_id FROM alerts")
+        aggregates = {(c, int(w)) for c, w in store.query(
+            "SELECT camera_id, window_start_ms FROM aggregates")}
+        crowded = store.query("""SELECT a.camera_id, a.window_end_ms, c.max_in_frame
+                                 FROM aggregates a JOIN aggregate_counts c USING
+                                 (camera_id, window_start_ms, window_end_ms)
+                                 WHERE c.class_name = 'person'""")
+        redeliveries = store.query("SELECT COALESCE(SUM(deliveries - 1), 0) FROM frame_analyses")[0][0]
+    finally:
+        store.close()
+    late = sum(1 for m in read_topic(config.kafka, config.kafka.topics.dead_letters, idle_timeout_s=2)
+               if AvroCodec("DeadLetter").decode(m.value())["reason"] == "late_for_window")
+    limits = {c["id"]: c["crowd_limit"] for c in raw["cameras"]}
+    expected_alerts = {alert_id("crowd_limit", cam, "person", int(end))
+                       for cam, end, most in crowded if most > limits[cam]}
+    present = {a for (a,) in alerts}
+    # The last window of each camera closes only when newer frames move the watermark past it.
+    last_windows = {(cam, max(w for c, w in windows if c == cam)) for cam in limits}
+    return {
+        "frames_sent": len(sent), "analysed": len(analysed_keys & sent),
+        "lost": len(sent - analysed_keys), "duplicate_alerts_in_store": len(alerts) - len(present),
+        "restarts": restarts, "taskmanager_kills": kills,
+        "windows_expected": len(windows - last_windows),
+        "windows_missing": len((windows - last_windows) - aggregates),
+        "expected_crowd_alerts": len(expected_alerts),
+        "missing_crowd_alerts": len(expected_alerts - present),
+        "redelivered_analyses_absorbed": int(redeliveries),
+        "late_for_window_dead_letters": late,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def _count(url: str, sql: str) -> int:
+    from camflow.store import AnalystStore
+    store = AnalystStore(url)
+    try:
+        return int(store.query(sql)[0][0])
+    finally:
+        store.close()
+
+
+def chaos_store(run: str, base: str = "postgresql://postgres@127.0.0.1:5432/camflow") -> str:
+    """A fresh PostgreSQL schema: the sink writes while this harness reads (DuckDB would lock)."""
+    import psycopg
+    schema = f"chaos_{run}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    return f"{base}?options=-csearch_path%3D{schema}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--frames-per-camera", type=int, default=120)
+    parser.add_argument("--fps", type=float, default=4.0)
+    parser.add_argument("--timeout", type=float, default=420.0)
+    parser.add_argument("--seed", type=int)
+    args = parser.parse_args(argv)
+    result = run_chaos(args.kills, args.frames_per_camera, args.fps, args.timeout, args.seed)
+    print(json.dumps(result))
+    return 0 if result["lost"] == 0 and result["duplicate_alerts_in_store"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

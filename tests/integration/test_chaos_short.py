@@ -1,0 +1,17 @@
+"""The short form of `make chaos`: one TaskManager killed mid-stream and one whole-job restart
+from the latest retained checkpoint, on the local standalone cluster; nothing may be lost."""
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_taskmanager_kill_and_job_restart_lose_nothing(kafka_bootstrap, built_models, tmp_path):
+    from camflow.infra.chaos import run_chaos
+    result = run_chaos(kills=1, frames_per_camera=60, fps=4.0, timeout_s=300, seed=7,
+                       work=tmp_path)
+    assert result["restarts"] == 2
+    assert result["frames_sent"] == 120
+    assert result["lost"] == 0 and result["analysed"] == 120
+    assert result["duplicate_alerts_in_store"] == 0
+    assert result["windows_missing"] == 0
+    assert result["missing_crowd_alerts"] == 0

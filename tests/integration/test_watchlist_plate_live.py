@@ -1,0 +1,185 @@
+"""The plate half of the live watchlist: a plate added while the job runs raises one alert
+when a vehicle carrying it passes, without a restart; another plate raises nothing; after
+removal the same plate raises no new alert.
+
+The frames are real images: frame 231 of ``car-detection.mp4`` (a red saloon seen from above
+and behind, its rear plate visible), enlarged 3x as a closer camera would see it, with a real
+Vietnamese plate crop from ``shared/data/plates`` pasted over the car's own (US) plate at a
+plausible size (a 520 mm plate on a ~1.8 m wide car: ~30 px of the car's ~120 px at source
+scale). The COCO detector finds the car there (score ~0.6 against its 0.4 threshold) and the
+plate reader reads the pasted plate on the vehicle crop, checked by the pre-enrolment clip.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from camflow.config import Config
+from camflow.kafka import DeliveryTracker, ensure_topic, produce_reliably, read_topic, reliable_producer
+from camflow.schemas.codec import AvroCodec
+from camflow.transforms.frames import encode_jpeg
+from camflow.watchlist import Watchlist
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+VIDEO = DATA / "video" / "car-detection.mp4"
+PLATES = DATA / "plates"
+LISTED = ("3CarLongPlate565.jpg", "51F59881")  # labels.csv: 51F-598.81
+OTHER = ("3CarLongPlate339.jpg", "51F82606")   # labels.csv: 51F-826.06
+
+# The car in frame 231: its rear plate is centred at (376.5, 53.5), ~23x11 px, at source scale.
+CAR_FRAME, PLATE_CENTRE, SCALE, PLATE_WIDTH = 231, (376.5, 53.5), 3.0, 30
+
+
+def car_with_plate(plate_file: str) -> np.ndarray:
+    """A 960x540 BGR frame: the car of frame ``CAR_FRAME`` enlarged ``SCALE`` times, carrying
+    the real plate crop ``plate_file`` (``PLATE_WIDTH`` px wide at source scale)."""
+    cap = cv2.VideoCapture(str(VIDEO))
+    try:
+        for _ in range(CAR_FRAME + 1):  # read, not seek: seeking an mp4 is not frame-exact
+            ok, frame = cap.read()
+            assert ok, f"{VIDEO} has fewer than {CAR_FRAME + 1} frames"
+    finally:
+        cap.release()
+    big = cv2.resize(frame, None, fx=SCALE, fy=SCALE, interpolation=cv2.INTER_CUBIC)
+    plate = cv2.imread(str(PLATES / plate_file))
+    pw = int(round(PLATE_WIDTH * SCALE))
+    ph = int(round(pw * plate.shape[0] / plate.shape[1]))
+    plate = cv2.resize(plate, (pw, ph), interpolation=cv2.INTER_AREA)
+    cx, cy = int(PLATE_CENTRE[0] * SCALE), int(PLATE_CENTRE[1] * SCALE)
+    big[cy - ph // 2:cy - ph // 2 + ph, cx - pw // 2:cx - pw // 2 + pw] = plate
+    x0 = max(0, min(big.shape[1] - 960, cx - 480))
+    return np.ascontiguousarray(big[:540, x0:x0 + 960])
+
+
+def publish_clip(config, camera_id, image, start_ms, frames=4, step_ms=500, first_sequence=0):
+    """A vehicle waiting at the gate: the same frame, ``frames`` times."""
+    jpeg = encode_jpeg(image, 90)
+    codec, producer, tracker = AvroCodec("FrameSample"), reliable_producer(config.kafka), DeliveryTracker()
+    for i in range(frames):
+        t = start_ms + i * step_ms
+        value = codec.encode({"camera_id": camera_id, "capture_ms": t, "sequence": first_sequence + i,
+                              "jpeg": jpeg, "jpeg_ref": None, "width": image.shape[1],
+                              "height": image.shape[0], "sampler_id": "test"})
+        produce_reliably(producer, config.kafka.topics.frames, value, camera_id.encode(), t, tracker)
+    producer.flush(30)
+    assert tracker.delivered == frames
+    return list(range(first_sequence, first_sequence + frames))
+
+
+def decoded(config, topic: str, contract: str, idle_timeout_s: float = 1.0) -> list[dict]:
+    codec = AvroCodec(contract)
+    return [codec.decode(m.value()) for m in read_topic(config.kafka, topic, idle_timeout_s=idle_timeout_s)]
+
+
+def wait_for_analyses(config, sequences, timeout_s=60.0) -> list[dict]:
+    """The analyses of frames ``sequences``, once the job has written all of them."""
+    deadline = time.monotonic() + timeout_s
+    wanted = set(sequences)
+    while True:
+        found = [a for a in decoded(config, config.kafka.topics.analyses, "FrameAnalysis")
+                 if a["sequence"] in wanted]
+        if {a["sequence"] for a in found} == wanted or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
+
+
+def plates_read(analyses: list[dict]) -> list[str]:
+    return [d["attributes"]["plate_text"] for a in analyses for d in a["detections"]
+            if "plate_text" in d["attributes"]]
+
+
+def plate_alerts(config) -> list[dict]:
+    return [a for a in decoded(config, config.kafka.topics.alerts, "Alert")
+            if a["type"] == "watchlist_plate"]
+
+
+def wait_for_plate_alerts(config, timeout_s=60.0) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alerts = plate_alerts(config)
+        if alerts or time.monotonic() > deadline:
+            return alerts
+        time.sleep(1)
+
+
+@pytest.fixture
+def live_job(kafka_bootstrap, built_models):
+    if not (VIDEO.is_file() and (PLATES / LISTED[0]).is_file() and (PLATES / OTHER[0]).is_file()):
+        pytest.skip(f"shared video / plate crops not present under {DATA}")
+    from camflow.jobs.camera_job import start
+    suffix = uuid.uuid4().hex[:8]
+    names = ("frames", "analyses", "alerts", "aggregates", "dead_letters", "watchlist",
+             "watchlist_audit", "sightings")
+    config = Config.model_validate({
+        "deployment": "live", "cameras": [{"id": "port-gate"}],
+        "kafka": {"bootstrap_servers": kafka_bootstrap, "group_id": f"live-plate-{suffix}",
+                  "topics": {n: f"{n}-{suffix}" for n in names}},
+        "job": {"window_ms": 5000, "idleness_ms": 1000, "checkpoint_interval_ms": 2000,
+                "detector": {"threads": 2}, "tracking": {"min_hits": 2},
+                "recognition": {"faces": False, "plates": True, "retry_ms": 0},
+                "watchlist": {"confirm_window_ms": 10000, "cooldown_ms": 60000}},
+    })
+    for n in names:
+        ensure_topic(config.kafka, getattr(config.kafka.topics, n), 1,
+                     {"cleanup.policy": "compact"} if n == "watchlist" else None)
+    client = start(config)
+    yield config
+    client.cancel().result()
+
+
+def test_plate_added_while_running_is_alerted_and_removal_stops_alerts(live_job):
+    config = live_job
+    listed, other = car_with_plate(LISTED[0]), car_with_plate(OTHER[0])
+    now = int(time.time() * 1000)
+
+    # Before enrolment: the car passes, its plate is read, no watchlist alert.
+    sequences = publish_clip(config, "port-gate", listed, now - 60_000)
+    before = wait_for_analyses(config, sequences, timeout_s=90)
+    assert len(before) == len(sequences)
+    assert LISTED[1] in plates_read(before), before  # the composed frame works end to end
+
+    watchlist = Watchlist(config.kafka)
+    entry = watchlist.add_plate("51F-598.81", reason="stolen vehicle", added_by="test")
+    assert entry["id"] == LISTED[1]
+    time.sleep(3)  # the broadcast reaches every instance
+    sequences = publish_clip(config, "port-gate", listed, now - 40_000, first_sequence=100)
+    assert LISTED[1] in plates_read(wait_for_analyses(config, sequences))
+    alerts = wait_for_plate_alerts(config)
+    assert len(alerts) == 1, alerts
+    alert = alerts[0]
+    assert alert["subject"] == LISTED[1] and alert["camera_id"] == "port-gate"
+    assert alert["severity"] == "critical" and alert["score"] == 1.0
+    assert alert["time_ms"] >= now - 40_000  # raised by the post-enrolment clip
+    evidence = json.loads(alert["evidence"])
+    assert evidence["plate_read"] == LISTED[1] and evidence["exact"]
+    assert evidence["reason"] == "stolen vehicle"
+    assert alert["evidence_jpeg"] and alert["evidence_jpeg"][:2] == b"\xff\xd8"
+    crop = cv2.imdecode(np.frombuffer(alert["evidence_jpeg"], np.uint8), cv2.IMREAD_COLOR)
+    assert crop is not None and crop.shape[1] >= 60  # the plate with a margin, not a sliver
+    sightings = decoded(config, config.kafka.topics.sightings, "Sighting", idle_timeout_s=2)
+    assert sightings and {(s["subject_id"], s["kind"], s["plate"]) for s in sightings} == \
+        {(LISTED[1], "plate", LISTED[1])}
+    assert {s["alert_id"] for s in sightings} == {alert["alert_id"]}
+
+    # A car with another real plate: read, not matched.
+    sequences = publish_clip(config, "port-gate", other, now - 30_000, first_sequence=200)
+    assert OTHER[1] in plates_read(wait_for_analyses(config, sequences))
+
+    # After removal the listed plate (beyond the cooldown) raises nothing new.
+    watchlist.remove(LISTED[1], kind="plate", added_by="test")
+    time.sleep(3)
+    # 71 s after the first sighting: past the 60 s cooldown, so a match would be a new alert
+    sequences = publish_clip(config, "port-gate", listed, now + 31_000, first_sequence=300)
+    assert LISTED[1] in plates_read(wait_for_analyses(config, sequences))
+    time.sleep(2)  # analyses and alerts leave through different sinks
+    assert [a["alert_id"] for a in plate_alerts(config)] == [alert["alert_id"]]
+    sightings = decoded(config, config.kafka.topics.sightings, "Sighting")
+    assert {s["alert_id"] for s in sightings} == {alert["alert_id"]}
+    assert max(s["time_ms"] for s in sightings) < now - 30_000  # none after the removal
