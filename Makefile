@@ -6,8 +6,9 @@ VIDEO ?=
 CAMERAS ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: setup models demo test unit up down clean bench chaos
+.PHONY: setup models demo test unit up down clean bench chaos soak
 CHAOS_ARGS ?=
+SOAK_ARGS ?=
 
 setup: .venv/.camflow-setup.stamp
 
@@ -47,6 +48,9 @@ BENCH_ARGS ?=
 chaos: models
 	bash infra/postgres.sh
 	$(PY) -m camflow.infra.chaos $(CHAOS_ARGS)
+
+soak: models
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 bench: models
 	$(PY) -m bench.pipeline --videos "$(VIDEOS)" $(BENCH_ARGS)

@@ -159,3 +159,62 @@ def bounded_run_offsets(kafka: Kafka) -> tuple[dict[int, int], dict[int, int] | 
     except KafkaException:
         watchlist = None
     return frames, watchlist
+
+
+class ReliablePublisher:
+    """Keeps every record until the broker acknowledged it; a producer that stops getting
+    acknowledgements for ``stall_s`` (e.g. a broker that came back without its producer state,
+    as the in-memory dev broker does) is replaced and the unacknowledged records are sent
+    again. At least once: a record may arrive twice, so consumers dedupe by its identity
+    (camera + sequence for frames)."""
+
+    def __init__(self, kafka: Kafka, topic: str, stall_s: float = 20.0, max_rotations: int = 10):
+        self.kafka, self.topic = kafka, topic
+        self.stall_s, self.max_rotations = stall_s, max_rotations
+        self.pending: dict[object, tuple[bytes | None, bytes, int | None]] = {}
+        self.next_offsets: dict[tuple[str, int], int] = {}
+        self.acked = 0
+        self.rotations = 0
+        self.last_ack = time.monotonic()
+        self.producer = reliable_producer(kafka)
+
+    def _on_delivery(self, ident):
+        def done(err, msg):
+            if err is not None or ident not in self.pending:
+                return  # failed (resent on rotation) or a duplicate ack after a resend
+            del self.pending[ident]
+            self.acked += 1
+            self.last_ack = time.monotonic()
+            key = (msg.topic(), msg.partition())
+            self.next_offsets[key] = max(self.next_offsets.get(key, 0), msg.offset() + 1)
+        return done
+
+    def send(self, ident, key: bytes | None, value: bytes, timestamp_ms: int | None) -> None:
+        self.pending[ident] = (key, value, timestamp_ms)
+        produce_reliably(self.producer, self.topic, value, key, timestamp_ms, self._on_delivery(ident))
+        if self.pending and time.monotonic() - self.last_ack > self.stall_s:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        """A fresh producer (new producer id) re-sends everything not yet acknowledged."""
+        if self.rotations >= self.max_rotations:
+            raise RuntimeError(f"{self.topic}: {len(self.pending)} records unacknowledged after "
+                               f"{self.rotations} producer restarts")
+        self.rotations += 1
+        self.producer.purge()
+        self.producer.flush(0)
+        self.producer = reliable_producer(self.kafka)
+        self.last_ack = time.monotonic()
+        for ident, (key, value, timestamp_ms) in list(self.pending.items()):
+            produce_reliably(self.producer, self.topic, value, key, timestamp_ms, self._on_delivery(ident))
+
+    def close(self, timeout_s: float = 120.0) -> None:
+        """Returns once everything is acknowledged; raises if that takes over ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while self.pending and time.monotonic() < deadline:
+            self.producer.flush(min(self.stall_s, max(0.1, deadline - time.monotonic())))
+            if self.pending and time.monotonic() - self.last_ack > self.stall_s:
+                self._rotate()
+        if self.pending:
+            raise RuntimeError(f"{self.topic}: {len(self.pending)} records not acknowledged by "
+                               f"the broker within {timeout_s:.0f}s")

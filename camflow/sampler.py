@@ -23,7 +23,7 @@ from camflow.schemas.codec import AvroCodec
 from camflow.transforms.frames import encode_jpeg, resize_to_max_width
 
 from .config import Kafka
-from .kafka import DeliveryTracker, produce_reliably, reliable_producer
+from .kafka import ReliablePublisher
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
 SNAPSHOT_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -160,6 +160,7 @@ class IngestReport:
     bytes: int = 0
     seconds: float = 0.0
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    producer_restarts: int = 0
 
 
 def ingest(kafka: Kafka, camera_id: str, source: str, fps: float, max_width: int = 960,
@@ -168,8 +169,7 @@ def ingest(kafka: Kafka, camera_id: str, source: str, fps: float, max_width: int
            sampler_id: str | None = None) -> IngestReport:
     """Sample ``source`` and publish FrameSamples keyed by camera; returns once all are acked."""
     codec = AvroCodec("FrameSample", kafka.registry_conf(), subject=f"{kafka.topics.frames}-value")
-    producer = reliable_producer(kafka)
-    tracker = DeliveryTracker()
+    publisher = ReliablePublisher(kafka, kafka.topics.frames)
     sampler_id = sampler_id or f"{socket.gethostname()}:{os.getpid()}"
     report = IngestReport(camera_id)
     started = time.monotonic()
@@ -188,19 +188,20 @@ def ingest(kafka: Kafka, camera_id: str, source: str, fps: float, max_width: int
             "jpeg": jpeg, "jpeg_ref": None, "width": int(image.shape[1]),
             "height": int(image.shape[0]), "sampler_id": sampler_id,
         })
-        produce_reliably(producer, kafka.topics.frames, value, key, frame.capture_ms, tracker)
+        publisher.send(frame.sequence, key, value, frame.capture_ms)
         report.frames += 1
         report.bytes += len(value)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    remaining = producer.flush(120)
-    if remaining or tracker.failed or tracker.delivered != report.frames:
-        raise RuntimeError(f"{camera_id}: {report.frames - tracker.delivered} of {report.frames} "
-                           f"frames not acknowledged by the broker: {tracker.failed[:3]}")
+    try:
+        publisher.close(timeout_s=180)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{camera_id}: {exc}") from exc
     report.seconds = time.monotonic() - started
-    report.next_offsets = dict(tracker.next_offsets)
+    report.producer_restarts = publisher.rotations
+    report.next_offsets = dict(publisher.next_offsets)
     return report
 
 

@@ -34,9 +34,12 @@ def var_dir() -> pathlib.Path:
     return pathlib.Path(os.environ.get("CAMFLOW_VAR") or (REPO / "var")).expanduser()
 
 
-def _paths() -> tuple[pathlib.Path, pathlib.Path]:
+def _paths(port: int = DEFAULT_PORT) -> tuple[pathlib.Path, pathlib.Path]:
+    """Pid and log file of the broker on ``port`` (one pair per port: brokers side by side)."""
     v = var_dir()
-    return v / "tansu.pid", v / "log" / "tansu.log"
+    if port == DEFAULT_PORT:
+        return v / "tansu.pid", v / "log" / "tansu.log"
+    return v / f"tansu-{port}.pid", v / "log" / f"tansu-{port}.log"
 
 
 def tansu_binary() -> pathlib.Path:
@@ -67,8 +70,8 @@ def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _read_pid() -> int | None:
-    pidfile, _ = _paths()
+def _read_pid(port: int = DEFAULT_PORT) -> int | None:
+    pidfile, _ = _paths(port)
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
@@ -111,7 +114,7 @@ def wait_ready(bootstrap: str = DEFAULT_BOOTSTRAP, timeout: float = 30.0) -> Non
 
 
 def status(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST) -> dict:
-    pid = _read_pid()
+    pid = _read_pid(port)
     bootstrap = f"{host}:{port}"
     up = _port_open(host, port)
     return {
@@ -119,7 +122,7 @@ def status(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST) -> dict:
         "bootstrap": bootstrap,
         "port_open": up,
         "metadata_ok": metadata_ok(bootstrap, timeout=2.0) if up else False,
-        "log": str(_paths()[1]),
+        "log": str(_paths(port)[1]),
     }
 
 
@@ -129,7 +132,7 @@ def start(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, timeout: float = 3
     if _port_open(host, port):
         wait_ready(bootstrap, timeout=timeout)  # already running (ours or someone's)
         return bootstrap
-    pidfile, logfile = _paths()
+    pidfile, logfile = _paths(port)
     logfile.parent.mkdir(parents=True, exist_ok=True)
     url = f"tcp://{host}:{port}"
     cmd = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
@@ -156,8 +159,8 @@ def start(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, timeout: float = 3
 
 def stop(port: int = DEFAULT_PORT, timeout: float = 10.0) -> bool:
     """Stop the Tansu started by :func:`start` (by pidfile). Returns True if one was stopped."""
-    pidfile, _ = _paths()
-    pid = _read_pid()
+    pidfile, _ = _paths(port)
+    pid = _read_pid(port)
     if pid is None:
         pidfile.unlink(missing_ok=True)
         return False
@@ -229,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             stop(port=ns.port)
         t0 = time.monotonic()
         print(f"tansu ready on {start(port=ns.port, host=ns.host)} ({time.monotonic() - t0:.1f}s); "
-              f"log {_paths()[1]}")
+              f"log {_paths(ns.port)[1]}")
     elif ns.action == "stop":
         print("stopped" if stop(port=ns.port) else "not running (no live pidfile)")
     else:

@@ -153,13 +153,13 @@ def run_chaos(kills: int = 3, frames_per_camera: int = 120, fps: float = 4.0,
     flink.start_cluster(taskmanagers=2, slots=1)
     sink_log = open(work / "sink.log", "w")
     sink = subprocess.Popen([sys.executable, "-m", "camflow.cli", "sink", "--config", str(config_path)],
-                            stdout=sink_log, stderr=subprocess.STDOUT, cwd=REPO)
+                            stdout=sink_log, stderr=subprocess.STDOUT, cwd=REPO, env=flink.child_env())
     started = time.monotonic()
     restarts = 0
     try:
         submitted = subprocess.run([sys.executable, "-m", "camflow.cli", "job", "submit",
                                     "--config", str(config_path)], capture_output=True, text=True,
-                                   cwd=REPO)
+                                   cwd=REPO, env=flink.child_env())
         if submitted.returncode != 0:
             raise RuntimeError(f"submit failed:\n{submitted.stdout[-2000:]}\n{submitted.stderr[-2000:]}")
         wait_running(flink)
@@ -185,7 +185,7 @@ def run_chaos(kills: int = 3, frames_per_camera: int = 120, fps: float = 4.0,
         log(f"resubmitting from {checkpoint}")
         resubmitted = subprocess.run([sys.executable, "-m", "camflow.cli", "job", "submit", "--config",
                                       str(config_path), "--from-checkpoint", checkpoint],
-                                     capture_output=True, text=True, cwd=REPO)
+                                     capture_output=True, text=True, cwd=REPO, env=flink.child_env())
         if resubmitted.returncode != 0:
             raise RuntimeError(f"resubmit failed:\n{resubmitted.stderr[-2000:]}")
         restarts += 1

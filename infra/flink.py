@@ -260,8 +260,20 @@ state:
     return dst
 
 
+# Set in a process that has run a job on the embedded mini-cluster: PyFlink runs the Python
+# operators of local jobs in the client process ("loopback"), and marks the process so.
+# A child process (a CLI, `flink run`, a job script) must not inherit the mark.
+LOOPBACK_VARIABLES = ("PYFLINK_GATEWAY_DISABLED", "PYTHON_LOOPBACK_SERVER_ADDRESS",
+                      "_PYFLINK_CONN_INFO_PATH")
+
+
+def child_env() -> dict[str, str]:
+    """``os.environ`` for a child process that may start its own PyFlink client."""
+    return {k: v for k, v in os.environ.items() if k not in LOOPBACK_VARIABLES}
+
+
 def _cluster_env() -> dict[str, str]:
-    env = dict(os.environ)
+    env = child_env()
     jh = java_home()
     env["JAVA_HOME"] = jh
     env["PATH"] = os.path.join(jh, "bin") + os.pathsep + env.get("PATH", "")

@@ -43,7 +43,8 @@ def _produce(bootstrap: str, topic: str, values_by_partition: dict[int, list[byt
 
 
 def _job_env() -> dict[str, str]:
-    env = dict(os.environ)
+    from camflow.infra.flink import child_env
+    env = child_env()
     env.setdefault("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
     return env
 

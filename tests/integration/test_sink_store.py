@@ -39,7 +39,7 @@ def loaded_topics(kafka_bootstrap, make_topics):
         "bootstrap_servers": kafka_bootstrap, "group_id": f"sink-{suffix}",
         "topics": {"alerts": f"alerts-{suffix}", "aggregates": f"aggregates-{suffix}",
                    "analyses": f"analyses-{suffix}", "sightings": f"sightings-{suffix}",
-                   "watchlist_audit": f"audit-{suffix}"}}})
+                   "watchlist_audit": f"audit-{suffix}", "face_embeddings": f"faces-{suffix}"}}})
     t = config.kafka.topics
     make_topics({t.alerts: 1, t.aggregates: 1, t.analyses: 1})
     producer, tracker = reliable_producer(config.kafka), DeliveryTracker()
