@@ -143,6 +143,9 @@ class Detector(Strict):
 
 
 class Tracking(Strict):
+    high_confidence: float = Field(0.4, gt=0, lt=1, description=(
+        "detections at or above this start tracks (ByteTrack's track_thresh); the default "
+        "detector's scores run low, so it matches the detector's own threshold"))
     iou_threshold: float = Field(0.3, gt=0, lt=1)
     max_age_ms: int = Field(3000, ge=0)
     min_hits: int = Field(2, ge=1)

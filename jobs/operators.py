@@ -160,7 +160,8 @@ class AnalyseFrames(KeyedProcessFunction):
         self.topic = config.kafka.topics.frames
         self.limits = frame_limits(config)
         tracking = config.job.tracking
-        self.tracker = IouTracker(TrackerConfig(min_iou_high=tracking.iou_threshold,
+        self.tracker = IouTracker(TrackerConfig(high_confidence=tracking.high_confidence,
+                                                min_iou_high=tracking.iou_threshold,
                                                 max_age_ms=tracking.max_age_ms,
                                                 min_hits=tracking.min_hits))
         self.scenes = {c.id: SceneBehaviour(c.scene) for c in config.cameras}

@@ -205,7 +205,9 @@ def postprocess(xyxy: np.ndarray, score: np.ndarray, class_id: np.ndarray, *,
                 keep_classes: np.ndarray | None = None, num_classes: int | None = None,
                 ) -> np.ndarray:
     """Indices that survive score threshold, class filter, per-class NMS and the top-k cut."""
-    mask = score >= score_threshold
+    # A broken or hostile model can emit NaN/inf: such rows are never detections.
+    mask = (score >= score_threshold) & np.isfinite(score) & (score <= 1.0) \
+        & np.isfinite(xyxy).all(axis=1)
     if num_classes is not None:
         mask &= (class_id >= 0) & (class_id < num_classes)
     if keep_classes is not None:

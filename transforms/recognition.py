@@ -4,8 +4,9 @@ a few times each, not on every frame (recognition costs 5-10x the detector).
 State (per camera, plain dicts so it checkpoints): for each track id, how often faces/plates were
 looked for, when last, and how many good readings were collected. A track is finished once it
 has ``readings_per_track`` good readings; it is tried at most ``max_attempts`` times, at least
-``retry_ms`` apart in event time. Objects not yet confirmed by the tracker (id -1) are always
-tried: they may be someone passing through quickly.
+``retry_ms`` apart in event time. Objects not yet confirmed by the tracker (id -1) may be
+someone passing through quickly: they are tried too, but as a group, at most once per
+``retry_ms`` per camera (they have no identity to count attempts against).
 """
 from __future__ import annotations
 
@@ -37,9 +38,15 @@ def due_rows(book: dict[str, dict], detections: Detections, candidates: np.ndarr
              policy: RecognitionPolicy, now_ms: int) -> np.ndarray:
     """Rows among ``candidates`` whose track still needs (and may now get) an attempt."""
     rows = []
+    untracked = book.get("untracked")
+    untracked_due = untracked is None or now_ms - untracked["last_ms"] >= policy.retry_ms
     for i in np.flatnonzero(candidates):
         track = int(detections.tracker_id[i])
-        entry = book.get(str(track)) if track >= 0 else None
+        if track < 0:
+            if untracked_due:
+                rows.append(i)
+            continue
+        entry = book.get(str(track))
         if entry is not None and (entry["readings"] >= policy.readings_per_track
                                   or entry["attempts"] >= policy.max_attempts
                                   or now_ms - entry["last_ms"] < policy.retry_ms):
@@ -49,6 +56,8 @@ def due_rows(book: dict[str, dict], detections: Detections, candidates: np.ndarr
 
 
 def _note(book: dict[str, dict], track_ids: np.ndarray, found: set[int], now_ms: int) -> None:
+    if any(t < 0 for t in track_ids):
+        book["untracked"] = {"attempts": 0, "readings": 0, "last_ms": now_ms}
     for track in (int(t) for t in track_ids if t >= 0):
         entry = book.setdefault(str(track), {"attempts": 0, "readings": 0, "last_ms": now_ms})
         entry["attempts"] += 1

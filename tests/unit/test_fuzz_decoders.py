@@ -84,7 +84,7 @@ def test_detector_output_decoding_and_nms_on_garbage(raw):
         keep = postprocess(xyxy, score, cls, score_threshold=0.3, iou_threshold=0.5,
                            max_detections=10, num_classes=80)
     assert len(keep) <= 10 and all(0 <= i < len(score) for i in keep)
-    assert all(np.isfinite(score[i]) and score[i] >= 0.3 for i in keep)
+    assert all(np.isfinite(score[i]) and 0.3 <= score[i] <= 1 and np.isfinite(xyxy[i]).all() for i in keep)
 
 
 @FUZZ
