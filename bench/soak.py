@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         ensure_topic(config.kafka, getattr(config.kafka.topics, n), 2)
     videos = sorted(p for p in Path(args.videos).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-    frames = camera_frames(videos, args.cameras, args.fps, 180, max_width=960)  # looped
+    clips = list(camera_frames(videos, args.cameras, args.fps, 180, max_width=960).values())
+    frames = dict(zip(cameras, clips))  # 3 minutes per camera, looped
 
     flink.stop_cluster()
     flink.start_cluster(taskmanagers=2, slots=1)
