@@ -40,7 +40,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # shared cores: no OpenMP s
 import faiss  # noqa: E402
 
 from camflow.transforms.watchlist import (  # noqa: E402
-    DIM, ivf_nlist, new_faiss_index, recall_at_1, set_search_param, tune_search,
+    DIM, ivf_nlist, new_faiss_index, recall_at_1, tune_search,
 )
 
 PHOTOS_PER_ID = 4

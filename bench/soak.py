@@ -27,7 +27,6 @@ sys.path.insert(0, str(REPO))
 
 
 def tm_rss_mb() -> float:
-    from bench.pipeline import ProcSampler
     from camflow.infra.chaos import process_tree, task_manager_pids
     total = 0
     for tm in task_manager_pids():

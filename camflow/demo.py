@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -39,7 +38,6 @@ def count_outputs(config: Config) -> dict:
                 for m in read_topic(config.kafka, topics.analyses)]
     tracks = {(a["camera_id"], d["track_id"]) for a in analyses for d in a["detections"]
               if d["track_id"] >= 0}
-    latencies = sorted(a["processed_ms"] - a["capture_ms"] for a in analyses)
     return {
         "frames": len(analyses),
         "detections": sum(len(a["detections"]) for a in analyses),

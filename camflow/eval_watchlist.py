@@ -164,7 +164,6 @@ def eval_watchlist(images_dir: str | Path, labels_csv: str | Path,
                    idle_timeout_s: float = 20.0, start_timeout_s: float = 300.0,
                    max_wait_s: float = 900.0) -> dict:
     """Watchlist face alerts of the real job on labelled photos (see the module doc)."""
-    import cv2
 
     from .eval_perception import _imread, _read_rows
     from .kafka import ensure_topic

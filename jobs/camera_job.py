@@ -49,7 +49,7 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
     kafka, job, topics = config.kafka, config.job, config.kafka.topics
 
     raw = env.from_source(frames_source(kafka, stop_offsets), WatermarkStrategy.no_watermarks(),
-                          "frames")
+                          "frames").uid("frames-source")
     admitted = raw.process(op.AdmitFrames(config)).name("admit")
 
     event_time = (WatermarkStrategy
@@ -94,6 +94,7 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
     if matching and (not bounded or watchlist_stop_offsets is not None):
         watchlist = (env.from_source(watchlist_source(kafka, watchlist_stop_offsets),
                                      WatermarkStrategy.no_watermarks(), "watchlist")
+                     .uid("watchlist-source")
                      .process(op.DecodeWatchlist(config)).name("decode-watchlist"))
         watchlist_errors = [watchlist.get_side_output(op.DEAD_LETTERS)]
         matches = (analyses
@@ -104,7 +105,7 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
         alerts = alerts.union(matches)
         matches.get_side_output(op.SIGHTINGS) \
             .map(encoder("Sighting", config, topics.sightings), BYTES) \
-            .sink_to(bytes_sink(kafka, topics.sightings)).name("sightings")
+            .sink_to(bytes_sink(kafka, topics.sightings)).name("sightings").uid("sightings-sink")
         face_embeddings = matches.get_side_output(op.FACE_EMBEDDINGS)
     else:
         watchlist_errors = []
@@ -113,7 +114,7 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
                                .flat_map(op.unmatched_faces).name("faces-unmatched"))
     if face_embeddings is not None:
         face_embeddings.map(encoder("FaceEmbedding", config, topics.face_embeddings), BYTES) \
-            .sink_to(bytes_sink(kafka, topics.face_embeddings)).name("face-embeddings")
+            .sink_to(bytes_sink(kafka, topics.face_embeddings)).name("face-embeddings").uid("face-embeddings-sink")
 
     dead_letters = (admitted.get_side_output(op.DEAD_LETTERS)
                     .union(analyses.get_side_output(op.DEAD_LETTERS),
@@ -122,13 +123,13 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
                            *watchlist_errors))
 
     analyses.map(op.encode_analysis).map(encoder("FrameAnalysis", config, topics.analyses), BYTES) \
-        .sink_to(bytes_sink(kafka, topics.analyses)).name("analyses")
+        .sink_to(bytes_sink(kafka, topics.analyses)).name("analyses").uid("analyses-sink")
     aggregates.map(encoder("Aggregate", config, topics.aggregates), BYTES) \
-        .sink_to(bytes_sink(kafka, topics.aggregates)).name("aggregates")
+        .sink_to(bytes_sink(kafka, topics.aggregates)).name("aggregates").uid("aggregates-sink")
     alerts.map(encoder("Alert", config, topics.alerts), BYTES) \
-        .sink_to(bytes_sink(kafka, topics.alerts)).name("alerts")
+        .sink_to(bytes_sink(kafka, topics.alerts)).name("alerts").uid("alerts-sink")
     dead_letters.map(encoder("DeadLetter", config, topics.dead_letters), BYTES) \
-        .sink_to(bytes_sink(kafka, topics.dead_letters)).name("dead-letters")
+        .sink_to(bytes_sink(kafka, topics.dead_letters)).name("dead-letters").uid("dead-letters-sink")
 
 
 def latest_checkpoint(checkpoint_dir: str) -> str:

@@ -130,11 +130,13 @@ def load_recognition(config: Config) -> TrackRecognition | None:
         from camflow.transforms.faces import FaceDetector, FaceEmbedder
         face_detector, embedder = FaceDetector(threads=config.job.detector.threads), FaceEmbedder()
 
-        def find_faces(image, persons):
+        def detect_and_embed(image, persons):
             faces = face_detector.detect_in_persons(image, persons)
             return embedder.embed(image, faces) if len(faces) else faces
+        find_faces = detect_and_embed
     if settings.plates:
-        from camflow.transforms.plates import read_plate as read_plates
+        from camflow.transforms.plates import read_plate
+        read_plates = read_plate
     policy = RecognitionPolicy(max_attempts=settings.max_attempts, retry_ms=settings.retry_ms,
                                readings_per_track=settings.readings_per_track,
                                min_person_height_px=settings.min_person_height_px,

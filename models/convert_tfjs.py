@@ -28,7 +28,6 @@ The output is checked against TensorFlow on a deterministic pseudo-random input.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import sys

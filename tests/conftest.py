@@ -127,3 +127,57 @@ def built_models():
     from camflow.models import build
     build.build()
     return True
+
+
+JOB_TOPICS = ("frames", "analyses", "alerts", "aggregates", "dead_letters", "watchlist",
+              "watchlist_audit", "sightings", "face_embeddings")
+
+
+@pytest.fixture
+def live_config(kafka_bootstrap):
+    """``live_config(deployment, cameras, job, **more) -> Config`` with topics of its own
+    (created; the watchlist compacted), for a job that a test runs unbounded."""
+    from camflow.config import Config
+    from camflow.kafka import ensure_topic
+
+    def make(deployment: str, cameras: list[str], job: dict, **more):
+        suffix = uuid.uuid4().hex[:8]
+        config = Config.model_validate({
+            "deployment": deployment, "cameras": [{"id": c} for c in cameras],
+            "kafka": {"bootstrap_servers": kafka_bootstrap, "group_id": f"{deployment}-{suffix}",
+                      "topics": {n: f"{n}-{suffix}" for n in JOB_TOPICS}},
+            "job": job, **more})
+        for name in JOB_TOPICS:
+            ensure_topic(config.kafka, getattr(config.kafka.topics, name), 1,
+                         {"cleanup.policy": "compact"} if name == "watchlist" else None)
+        return config
+
+    return make
+
+
+@pytest.fixture
+def publish_still():
+    """``publish_still(config, camera_id, image, start_ms, frames=6, step_ms=500,
+    first_sequence=0) -> sequences``: someone (or a vehicle) standing in front of a camera,
+    the same image as consecutive frames. ``image`` is a BGR array or an image file path."""
+    from camflow.kafka import DeliveryTracker, produce_reliably, reliable_producer
+    from camflow.schemas.codec import AvroCodec
+    from camflow.transforms.frames import encode_jpeg, resize_to_max_width
+
+    def publish(config, camera_id, image, start_ms, frames=6, step_ms=500, first_sequence=0):
+        if not hasattr(image, "shape"):
+            import cv2
+            image = resize_to_max_width(cv2.imread(str(image)), 960)
+        jpeg = encode_jpeg(image, 90)
+        codec, producer, tracker = AvroCodec("FrameSample"), reliable_producer(config.kafka), DeliveryTracker()
+        for i in range(frames):
+            t = start_ms + i * step_ms
+            produce_reliably(producer, config.kafka.topics.frames, codec.encode({
+                "camera_id": camera_id, "capture_ms": t, "sequence": first_sequence + i,
+                "jpeg": jpeg, "jpeg_ref": None, "width": image.shape[1], "height": image.shape[0],
+                "sampler_id": "test"}), camera_id.encode(), t, tracker)
+        producer.flush(30)
+        assert tracker.delivered == frames
+        return list(range(first_sequence, first_sequence + frames))
+
+    return publish

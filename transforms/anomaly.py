@@ -34,7 +34,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from .alerts import INFO, WARNING, alert_id
 from .detections import VEHICLE_CLASSES

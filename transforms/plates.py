@@ -28,7 +28,6 @@ import re
 import threading
 import unicodedata
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import cv2

@@ -2,7 +2,6 @@
 machine, submitted with ``camflow job submit`` (``bin/flink run -py``) at parallelism 2."""
 from __future__ import annotations
 
-import json
 import time
 
 import pytest

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from camflow.config import Camera, Config
+from camflow.config import Config
 from camflow.kafka import DeliveryTracker, produce_reliably, read_topic, reliable_producer
 from camflow.schemas.codec import AvroCodec
 

@@ -5,41 +5,22 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from pathlib import Path
 
-import cv2
 import pytest
 import yaml
 
 from camflow import cli
-from camflow.config import Config
-from camflow.kafka import DeliveryTracker, ensure_topic, produce_reliably, read_topic, reliable_producer
+from camflow.kafka import read_topic
 from camflow.schemas.codec import AvroCodec
 from camflow.sink import run_sink
 from camflow.store import AnalystStore
-from camflow.transforms.frames import encode_jpeg, resize_to_max_width
 from camflow.watchlist import Watchlist
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
 OBAMA_SEEN, OBAMA_ENROLLED = "tests__test_images__obama2.jpg", "tests__test_images__obama.jpg"
 BIDEN_SEEN, BIDEN_ENROLLED = "tests__test_images__biden.jpg", "examples__knn_examples__train__biden__biden2.jpg"
-
-
-def publish_clip(config, camera_id, photo, start_ms, frames=6, step_ms=500, first_sequence=0):
-    """A person standing in front of a camera: the same photo as consecutive frames."""
-    image = resize_to_max_width(cv2.imread(str(photo)), 960)
-    jpeg = encode_jpeg(image, 90)
-    codec, producer, tracker = AvroCodec("FrameSample"), reliable_producer(config.kafka), DeliveryTracker()
-    for i in range(frames):
-        t = start_ms + i * step_ms
-        value = codec.encode({"camera_id": camera_id, "capture_ms": t, "sequence": first_sequence + i,
-                              "jpeg": jpeg, "jpeg_ref": None, "width": image.shape[1],
-                              "height": image.shape[0], "sampler_id": "test"})
-        produce_reliably(producer, config.kafka.topics.frames, value, camera_id.encode(), t, tracker)
-    producer.flush(30)
-    assert tracker.delivered == frames
 
 
 def wait_for_faces(config, cameras: set[str], timeout_s=120.0) -> list[dict]:
@@ -54,26 +35,16 @@ def wait_for_faces(config, cameras: set[str], timeout_s=120.0) -> list[dict]:
 
 
 @pytest.fixture
-def live_job(kafka_bootstrap, built_models, tmp_path):
+def live_job(live_config, built_models, tmp_path):
     for name in (OBAMA_SEEN, OBAMA_ENROLLED, BIDEN_SEEN, BIDEN_ENROLLED):
         if not (FACES / name).is_file():
             pytest.skip(f"shared face photo {name} not present in {FACES}")
     from camflow.jobs.camera_job import start
-    suffix = uuid.uuid4().hex[:8]
-    names = ("frames", "analyses", "alerts", "aggregates", "dead_letters", "watchlist",
-             "watchlist_audit", "sightings", "face_embeddings")
-    config = Config.model_validate({
-        "deployment": "search", "cameras": [{"id": "port-gate"}, {"id": "night-market"}],
-        "kafka": {"bootstrap_servers": kafka_bootstrap, "group_id": f"search-{suffix}",
-                  "topics": {n: f"{n}-{suffix}" for n in names}},
-        "job": {"window_ms": 5000, "idleness_ms": 1000, "checkpoint_interval_ms": 2000,
-                "detector": {"threads": 2}, "tracking": {"min_hits": 2},
-                "recognition": {"plates": False, "retry_ms": 0}},
-        "store": {"url": f"duckdb:///{tmp_path / 'store.duckdb'}"},
-    })
-    for n in names:
-        ensure_topic(config.kafka, getattr(config.kafka.topics, n), 1,
-                     {"cleanup.policy": "compact"} if n == "watchlist" else None)
+    config = live_config("search", ["port-gate", "night-market"], {
+        "window_ms": 5000, "idleness_ms": 1000, "checkpoint_interval_ms": 2000,
+        "detector": {"threads": 2}, "tracking": {"min_hits": 2},
+        "recognition": {"plates": False, "retry_ms": 0}},
+        store={"url": f"duckdb:///{tmp_path / 'store.duckdb'}"})
     config_file = tmp_path / "search.yaml"
     config_file.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
     client = start(config)
@@ -88,12 +59,12 @@ def search(capsys, config_file, *args) -> tuple[int, list[str], str]:
     return rc, out.out.strip().splitlines(), out.err
 
 
-def test_person_enrolled_afterwards_is_found_in_the_kept_faces(live_job, capsys):
+def test_person_enrolled_afterwards_is_found_in_the_kept_faces(live_job, publish_still, capsys):
     config, config_file = live_job
     now = int(time.time() * 1000)
     # Nobody is enrolled yet: the job raises nothing but keeps every face it reads.
-    publish_clip(config, "port-gate", FACES / OBAMA_SEEN, now - 120_000)
-    publish_clip(config, "night-market", FACES / BIDEN_SEEN, now - 90_000)
+    publish_still(config, "port-gate", FACES / OBAMA_SEEN, now - 120_000)
+    publish_still(config, "night-market", FACES / BIDEN_SEEN, now - 90_000)
     started = time.monotonic()
     faces = wait_for_faces(config, {"port-gate", "night-market"})
     job_s = time.monotonic() - started
@@ -143,7 +114,7 @@ def test_person_enrolled_afterwards_is_found_in_the_kept_faces(live_job, capsys)
     assert rc == 2 and "--since" in err
 
     # Now that W-44 is enrolled, the job marks the faces it matches (kept past the retention).
-    publish_clip(config, "port-gate", FACES / "tests__test_images__obama3.jpg", now - 30_000,
+    publish_still(config, "port-gate", FACES / "tests__test_images__obama3.jpg", now - 30_000,
                  first_sequence=100)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -3,35 +3,16 @@ without a restart; after removal the same person raises no new alert."""
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
-import cv2
 import pytest
 
-from camflow.config import Config
-from camflow.kafka import DeliveryTracker, ensure_topic, produce_reliably, read_topic, reliable_producer
+from camflow.kafka import read_topic
 from camflow.schemas.codec import AvroCodec
-from camflow.transforms.frames import encode_jpeg, resize_to_max_width
 from camflow.watchlist import Watchlist
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
-
-
-def publish_clip(config, camera_id, photo, start_ms, frames=6, step_ms=500, first_sequence=0):
-    """A person standing in front of a camera: the same photo as consecutive frames."""
-    image = resize_to_max_width(cv2.imread(str(photo)), 960)
-    jpeg = encode_jpeg(image, 90)
-    codec, producer, tracker = AvroCodec("FrameSample"), reliable_producer(config.kafka), DeliveryTracker()
-    for i in range(frames):
-        t = start_ms + i * step_ms
-        value = codec.encode({"camera_id": camera_id, "capture_ms": t, "sequence": first_sequence + i,
-                              "jpeg": jpeg, "jpeg_ref": None, "width": image.shape[1],
-                              "height": image.shape[0], "sampler_id": "test"})
-        produce_reliably(producer, config.kafka.topics.frames, value, camera_id.encode(), t, tracker)
-    producer.flush(30)
-    assert tracker.delivered == frames
 
 
 def wait_for_alerts(config, predicate, timeout_s=90.0):
@@ -47,40 +28,30 @@ def wait_for_alerts(config, predicate, timeout_s=90.0):
 
 
 @pytest.fixture
-def live_job(kafka_bootstrap, built_models):
+def live_job(live_config, built_models):
     if not FACES.is_dir():
         pytest.skip(f"shared face photos not present at {FACES}")
     from camflow.jobs.camera_job import start
-    suffix = uuid.uuid4().hex[:8]
-    names = ("frames", "analyses", "alerts", "aggregates", "dead_letters", "watchlist",
-             "watchlist_audit", "sightings")
-    config = Config.model_validate({
-        "deployment": "live", "cameras": [{"id": "port-gate"}],
-        "kafka": {"bootstrap_servers": kafka_bootstrap, "group_id": f"live-{suffix}",
-                  "topics": {n: f"{n}-{suffix}" for n in names}},
-        "job": {"window_ms": 5000, "idleness_ms": 1000, "checkpoint_interval_ms": 2000,
-                "detector": {"threads": 2}, "tracking": {"min_hits": 2},
-                "recognition": {"plates": False, "retry_ms": 0},
-                "watchlist": {"confirm_window_ms": 10000, "cooldown_ms": 60000}},
-    })
-    for n in names:
-        ensure_topic(config.kafka, getattr(config.kafka.topics, n), 1,
-                     {"cleanup.policy": "compact"} if n == "watchlist" else None)
+    config = live_config("live", ["port-gate"], {
+        "window_ms": 5000, "idleness_ms": 1000, "checkpoint_interval_ms": 2000,
+        "detector": {"threads": 2}, "tracking": {"min_hits": 2},
+        "recognition": {"plates": False, "retry_ms": 0},
+        "watchlist": {"confirm_window_ms": 10000, "cooldown_ms": 60000}})
     client = start(config)
     yield config
     client.cancel().result()
 
 
-def test_person_added_while_running_is_alerted_and_removal_stops_alerts(live_job):
+def test_person_added_while_running_is_alerted_and_removal_stops_alerts(live_job, publish_still):
     config = live_job
     now = int(time.time() * 1000)
     # Before enrolment: the person walks by, no watchlist alert.
-    publish_clip(config, "port-gate", FACES / "tests__test_images__obama2.jpg", now - 60_000)
+    publish_still(config, "port-gate", FACES / "tests__test_images__obama2.jpg", now - 60_000)
     watchlist = Watchlist(config.kafka)
     watchlist.add_face("W-7", "Barack Obama", "wanted", [str(FACES / "tests__test_images__obama.jpg")],
                        added_by="test")
     time.sleep(3)  # the broadcast reaches every instance
-    publish_clip(config, "port-gate", FACES / "tests__test_images__obama2.jpg", now - 40_000,
+    publish_still(config, "port-gate", FACES / "tests__test_images__obama2.jpg", now - 40_000,
                  first_sequence=100)
     alerts = wait_for_alerts(config, lambda a: any(x["type"] == "watchlist_face" for x in a))
     faces = [a for a in alerts if a["type"] == "watchlist_face"]
@@ -93,13 +64,13 @@ def test_person_added_while_running_is_alerted_and_removal_stops_alerts(live_job
     assert sightings and {s["subject_id"] for s in sightings} == {"W-7"}
 
     # Someone else is not matched.
-    publish_clip(config, "port-gate", FACES / "tests__test_images__biden.jpg", now - 30_000,
+    publish_still(config, "port-gate", FACES / "tests__test_images__biden.jpg", now - 30_000,
                  first_sequence=200)
     # After removal the same person (beyond the cooldown) raises nothing new.
     watchlist.remove("W-7", added_by="test")
     time.sleep(3)
     # 71 s after the first sighting: past the 60 s cooldown, so a match would be a new alert
-    publish_clip(config, "port-gate", FACES / "tests__test_images__obama3.jpg", now + 31_000,
+    publish_still(config, "port-gate", FACES / "tests__test_images__obama3.jpg", now + 31_000,
                  first_sequence=300)
     time.sleep(15)
     after = wait_for_alerts(config, lambda a: False, timeout_s=5)

@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from camflow.config import Config
-from camflow.kafka import DeliveryTracker, ensure_topic, produce_reliably, read_topic, reliable_producer
+from camflow.kafka import read_topic
 from camflow.schemas.codec import AvroCodec
-from camflow.transforms.frames import encode_jpeg
 from camflow.watchlist import Watchlist
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -56,21 +53,6 @@ def car_with_plate(plate_file: str) -> np.ndarray:
     big[cy - ph // 2:cy - ph // 2 + ph, cx - pw // 2:cx - pw // 2 + pw] = plate
     x0 = max(0, min(big.shape[1] - 960, cx - 480))
     return np.ascontiguousarray(big[:540, x0:x0 + 960])
-
-
-def publish_clip(config, camera_id, image, start_ms, frames=4, step_ms=500, first_sequence=0):
-    """A vehicle waiting at the gate: the same frame, ``frames`` times."""
-    jpeg = encode_jpeg(image, 90)
-    codec, producer, tracker = AvroCodec("FrameSample"), reliable_producer(config.kafka), DeliveryTracker()
-    for i in range(frames):
-        t = start_ms + i * step_ms
-        value = codec.encode({"camera_id": camera_id, "capture_ms": t, "sequence": first_sequence + i,
-                              "jpeg": jpeg, "jpeg_ref": None, "width": image.shape[1],
-                              "height": image.shape[0], "sampler_id": "test"})
-        produce_reliably(producer, config.kafka.topics.frames, value, camera_id.encode(), t, tracker)
-    producer.flush(30)
-    assert tracker.delivered == frames
-    return list(range(first_sequence, first_sequence + frames))
 
 
 def decoded(config, topic: str, contract: str, idle_timeout_s: float = 1.0) -> list[dict]:
@@ -110,37 +92,27 @@ def wait_for_plate_alerts(config, timeout_s=60.0) -> list[dict]:
 
 
 @pytest.fixture
-def live_job(kafka_bootstrap, built_models):
+def live_job(live_config, built_models):
     if not (VIDEO.is_file() and (PLATES / LISTED[0]).is_file() and (PLATES / OTHER[0]).is_file()):
         pytest.skip(f"shared video / plate crops not present under {DATA}")
     from camflow.jobs.camera_job import start
-    suffix = uuid.uuid4().hex[:8]
-    names = ("frames", "analyses", "alerts", "aggregates", "dead_letters", "watchlist",
-             "watchlist_audit", "sightings")
-    config = Config.model_validate({
-        "deployment": "live", "cameras": [{"id": "port-gate"}],
-        "kafka": {"bootstrap_servers": kafka_bootstrap, "group_id": f"live-plate-{suffix}",
-                  "topics": {n: f"{n}-{suffix}" for n in names}},
-        "job": {"window_ms": 5000, "idleness_ms": 1000, "checkpoint_interval_ms": 2000,
-                "detector": {"threads": 2}, "tracking": {"min_hits": 2},
-                "recognition": {"faces": False, "plates": True, "retry_ms": 0},
-                "watchlist": {"confirm_window_ms": 10000, "cooldown_ms": 60000}},
-    })
-    for n in names:
-        ensure_topic(config.kafka, getattr(config.kafka.topics, n), 1,
-                     {"cleanup.policy": "compact"} if n == "watchlist" else None)
+    config = live_config("live-plate", ["port-gate"], {
+        "window_ms": 5000, "idleness_ms": 1000, "checkpoint_interval_ms": 2000,
+        "detector": {"threads": 2}, "tracking": {"min_hits": 2},
+        "recognition": {"faces": False, "plates": True, "retry_ms": 0},
+        "watchlist": {"confirm_window_ms": 10000, "cooldown_ms": 60000}})
     client = start(config)
     yield config
     client.cancel().result()
 
 
-def test_plate_added_while_running_is_alerted_and_removal_stops_alerts(live_job):
+def test_plate_added_while_running_is_alerted_and_removal_stops_alerts(live_job, publish_still):
     config = live_job
     listed, other = car_with_plate(LISTED[0]), car_with_plate(OTHER[0])
     now = int(time.time() * 1000)
 
     # Before enrolment: the car passes, its plate is read, no watchlist alert.
-    sequences = publish_clip(config, "port-gate", listed, now - 60_000)
+    sequences = publish_still(config, "port-gate", listed, now - 60_000, frames=4)
     before = wait_for_analyses(config, sequences, timeout_s=90)
     assert len(before) == len(sequences)
     assert LISTED[1] in plates_read(before), before  # the composed frame works end to end
@@ -149,7 +121,7 @@ def test_plate_added_while_running_is_alerted_and_removal_stops_alerts(live_job)
     entry = watchlist.add_plate("51F-598.81", reason="stolen vehicle", added_by="test")
     assert entry["id"] == LISTED[1]
     time.sleep(3)  # the broadcast reaches every instance
-    sequences = publish_clip(config, "port-gate", listed, now - 40_000, first_sequence=100)
+    sequences = publish_still(config, "port-gate", listed, now - 40_000, frames=4, first_sequence=100)
     assert LISTED[1] in plates_read(wait_for_analyses(config, sequences))
     alerts = wait_for_plate_alerts(config)
     assert len(alerts) == 1, alerts
@@ -169,14 +141,14 @@ def test_plate_added_while_running_is_alerted_and_removal_stops_alerts(live_job)
     assert {s["alert_id"] for s in sightings} == {alert["alert_id"]}
 
     # A car with another real plate: read, not matched.
-    sequences = publish_clip(config, "port-gate", other, now - 30_000, first_sequence=200)
+    sequences = publish_still(config, "port-gate", other, now - 30_000, frames=4, first_sequence=200)
     assert OTHER[1] in plates_read(wait_for_analyses(config, sequences))
 
     # After removal the listed plate (beyond the cooldown) raises nothing new.
     watchlist.remove(LISTED[1], kind="plate", added_by="test")
     time.sleep(3)
     # 71 s after the first sighting: past the 60 s cooldown, so a match would be a new alert
-    sequences = publish_clip(config, "port-gate", listed, now + 31_000, first_sequence=300)
+    sequences = publish_still(config, "port-gate", listed, now + 31_000, frames=4, first_sequence=300)
     assert LISTED[1] in plates_read(wait_for_analyses(config, sequences))
     time.sleep(2)  # analyses and alerts leave through different sinks
     assert [a["alert_id"] for a in plate_alerts(config)] == [alert["alert_id"]]
