@@ -7,7 +7,9 @@ Records that cannot be decoded are kept in ``sink_rejects`` with their bytes, ne
 """
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -65,8 +67,14 @@ def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | 
     report = SinkReport(written={t: 0 for t in handlers})
     started = last_record = time.monotonic()
     last_retention = None
+    stopping = []
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a service manager, a test harness) ends the sink after the batch in hand
+        # is written and its offsets committed, not in the middle of it.
+        previous_handler = signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
-        while True:
+        while not stopping:
             now = time.monotonic()
             if last_retention is None or now - last_retention >= RETENTION_EVERY_S:
                 report.expired_embeddings += store.delete_expired_embeddings(
@@ -100,6 +108,8 @@ def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | 
                 store.commit()
                 consumer.commit(asynchronous=False)
     finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
         consumer.close()
         store.close()
         report.seconds = time.monotonic() - started

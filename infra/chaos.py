@@ -118,7 +118,10 @@ def run_chaos(kills: int = 3, frames_per_camera: int = 120, fps: float = 4.0,
                   "topics": {**{n: f"chaos-{n}-{run}" for n in names}, "partitions": 2}},
         "job": {"parallelism": 2, "checkpoint_interval_ms": 2000,
                 "checkpoint_dir": (work / "checkpoints").as_uri(), "window_ms": 5000,
-                "sliding_window_ms": 0, "out_of_orderness_ms": 1000, "idleness_ms": 2000,
+                "sliding_window_ms": 0, "out_of_orderness_ms": 1000,
+                # longer than a failover's silence (restart + model loading): a subtask that
+                # is merely recovering must not count as idle, or its camera's frames turn late
+                "idleness_ms": 15000,
                 "detector": {"threads": 1}, "recognition": {"faces": False, "plates": False}},
         "store": {"url": chaos_store(run)},
     }
@@ -196,8 +199,15 @@ def run_chaos(kills: int = 3, frames_per_camera: int = 120, fps: float = 4.0,
             analysed = _count(config.store.url, "SELECT COUNT(*) FROM frame_analyses")
             if analysed >= len(sent):
                 # A subtask whose partition holds no camera holds the watermark back until it
-                # counts as idle; then the windows close and the sink writes them.
-                time.sleep(config.job.idleness_ms / 1000 + 10)
+                # counts as idle; then the windows close and the sink writes them: wait until
+                # the aggregates in the store stop changing.
+                time.sleep(config.job.idleness_ms / 1000)
+                seen, stable_since = -1, time.monotonic()
+                while time.monotonic() - stable_since < 10 and time.monotonic() - started < timeout_s:
+                    time.sleep(2)
+                    now_seen = _count(config.store.url, "SELECT COUNT(*) FROM aggregates")
+                    if now_seen != seen:
+                        seen, stable_since = now_seen, time.monotonic()
                 break
         jid, _ = job_state(flink)
         if jid:

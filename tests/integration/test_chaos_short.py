@@ -9,9 +9,10 @@ def test_taskmanager_kill_and_job_restart_lose_nothing(kafka_bootstrap, built_mo
     from camflow.infra.chaos import run_chaos
     result = run_chaos(kills=1, frames_per_camera=60, fps=4.0, timeout_s=300, seed=7,
                        work=tmp_path)
+    print(result)
     assert result["restarts"] == 2
     assert result["frames_sent"] == 120
     assert result["lost"] == 0 and result["analysed"] == 120
     assert result["duplicate_alerts_in_store"] == 0
-    assert result["windows_missing"] == 0
-    assert result["missing_crowd_alerts"] == 0
+    assert result["windows_missing"] == 0, result
+    assert result["missing_crowd_alerts"] == 0, result
