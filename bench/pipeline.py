@@ -122,6 +122,9 @@ def run_baseline(config, frames: dict[str, list[bytes]], limit_s: float) -> dict
     return {"frames": done, "seconds": round(seconds, 2), "fps": round(done / seconds, 2)}
 
 
+from camflow.infra.chaos import tree_rss_mb  # noqa: E402 (one /proc walker for all benches)
+
+
 class ProcSampler(threading.Thread):
     """Machine CPU busy share and this process tree's RSS, sampled every second."""
 
@@ -135,35 +138,13 @@ class ProcSampler(threading.Thread):
         fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
         return sum(fields), fields[3] + fields[4]
 
-    @staticmethod
-    def tree_rss_mb() -> float:
-        children: dict[int, list[int]] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
-                except OSError:
-                    continue
-                children.setdefault(ppid, []).append(int(entry))
-        total, todo = 0, [os.getpid()]
-        while todo:
-            pid = todo.pop()
-            todo += children.get(pid, [])
-            try:
-                for line in open(f"/proc/{pid}/status"):
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            except OSError:
-                pass
-        return total / 1024
-
     def run(self):
         last = self._cpu()
         while not self.stop.wait(1.0):
             now = self._cpu()
             busy = 1 - (now[1] - last[1]) / max(1, now[0] - last[0])
             last = now
-            self.samples.append((time.monotonic(), busy, self.tree_rss_mb()))
+            self.samples.append((time.monotonic(), busy, tree_rss_mb([os.getpid()])))
 
 
 def run_job(config, frames: dict[str, list[bytes]], fps: float, warmup_s: float,

@@ -27,17 +27,9 @@ sys.path.insert(0, str(REPO))
 
 
 def tm_rss_mb() -> float:
-    from camflow.infra.chaos import process_tree, task_manager_pids
-    total = 0
-    for tm in task_manager_pids():
-        for pid in process_tree(tm):
-            try:
-                for line in open(f"/proc/{pid}/status"):
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            except OSError:
-                pass
-    return total / 1024
+    """The TaskManagers' memory: their JVMs and the Python workers under them."""
+    from camflow.infra.chaos import task_manager_pids, tree_rss_mb
+    return tree_rss_mb(task_manager_pids())
 
 
 def main(argv: list[str] | None = None) -> int:

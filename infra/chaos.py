@@ -56,6 +56,20 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def tree_rss_mb(roots: list[int]) -> float:
+    """Resident memory of ``roots`` and every process under them, in MB (from /proc)."""
+    total = 0
+    for root in roots:
+        for pid in process_tree(root):
+            try:
+                for line in open(f"/proc/{pid}/status"):
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+    return total / 1024
+
+
 def kill_task_manager(rng: random.Random) -> int:
     """SIGKILL one TaskManager JVM and every process under it (the PyFlink Python workers)."""
     victim = rng.choice(task_manager_pids())
