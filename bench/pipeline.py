@@ -68,12 +68,26 @@ def camera_frames(videos: list[Path], cameras: int, fps: float, seconds: float,
     return out
 
 
-def bench_config(cameras: list[str], kafka_bootstrap: str, parallelism: int, base=None):
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """``job.motion_gate.enabled=false`` style settings (values parsed as YAML)."""
+    import yaml
+    for item in overrides:
+        path, _, value = item.partition("=")
+        node = raw
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def bench_config(cameras: list[str], kafka_bootstrap: str, parallelism: int, base=None,
+                 overrides: list[str] = ()):
     from camflow.config import Config
     suffix = uuid.uuid4().hex[:8]
     names = ("frames", "analyses", "alerts", "aggregates", "dead_letters", "watchlist",
              "watchlist_audit", "sightings")
-    raw = base.model_dump(mode="json") if base is not None else {}
+    raw = apply_overrides(base.model_dump(mode="json") if base is not None else {}, overrides)
     raw["deployment"] = f"bench-{suffix}"
     raw["cameras"] = [{"id": c, "crowd_limit": 12} for c in cameras]
     raw.setdefault("kafka", {})
@@ -91,14 +105,17 @@ def run_baseline(config, frames: dict[str, list[bytes]], limit_s: float) -> dict
     from camflow.jobs.operators import load_detector, load_recognition
     from camflow.transforms import frames as frame_checks
     from camflow.transforms.behaviour import SceneBehaviour
+    from camflow.transforms.motion import MotionGate
     from camflow.transforms.tracking import IouTracker, TrackerConfig, TrackerState
     detector, recognition = load_detector(config), load_recognition(config)
+    gate = MotionGate(config.job.motion_gate)
     t = config.job.tracking
     tracker = IouTracker(TrackerConfig(high_confidence=t.high_confidence,
                                        min_iou_high=t.iou_threshold, max_age_ms=t.max_age_ms,
                                        min_hits=t.min_hits))
     rules = SceneBehaviour(None)
-    states = {c: {"tracker": TrackerState(), "recognition": None, "behaviour": None} for c in frames}
+    states = {c: {"motion": None, "tracker": TrackerState(), "recognition": None, "behaviour": None}
+              for c in frames}
     order = [(i, c) for i in range(max(len(v) for v in frames.values())) for c in frames
              if i < len(frames[c])]
     started, done = time.monotonic(), 0
@@ -108,8 +125,13 @@ def run_baseline(config, frames: dict[str, list[bytes]], limit_s: float) -> dict
         record = {"camera_id": camera, "capture_ms": now + i * 1000, "sequence": i, "jpeg": jpeg,
                   "jpeg_ref": None, "width": 0, "height": 0, "sampler_id": "bench"}
         analysis = frame_checks.validate(record, now_ms=record["capture_ms"])
-        analysis.detections = detector(analysis.image)
         state = states[camera]
+        decision = gate.decide(state["motion"], analysis.image, analysis.capture_ms)
+        if decision.detect:
+            analysis.detections = detector(analysis.image)
+            state["motion"] = gate.ran(decision, analysis.detections, analysis.capture_ms)
+        else:
+            analysis.detections, state["motion"] = gate.reused(decision, detector.class_names)
         update = tracker.update(state["tracker"], analysis.detections, analysis.capture_ms)
         state["tracker"], analysis.detections = update.state, update.detections
         if recognition is not None:
@@ -147,12 +169,45 @@ class ProcSampler(threading.Thread):
             self.samples.append((time.monotonic(), busy, tree_rss_mb([os.getpid()])))
 
 
+def start_job(config, cluster: bool):
+    """The job on the embedded mini-cluster, or submitted to a fresh local standalone cluster
+    with one TaskManager (one slot, one Python worker process) per parallel instance. Returns
+    a function that cancels it (and stops that cluster)."""
+    if not cluster:
+        from camflow.jobs.camera_job import start
+        client = start(config)
+        return lambda: client.cancel().result()
+    import subprocess
+    import tempfile
+
+    import yaml
+
+    from camflow.infra import flink
+    from camflow.infra.chaos import job_state, wait_running
+    flink.stop_cluster()
+    flink.start_cluster(taskmanagers=config.job.parallelism, slots=1)
+    path = Path(tempfile.mkdtemp(prefix="camflow-bench-")) / "bench.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    done = subprocess.run([sys.executable, "-m", "camflow.cli", "job", "submit", "--config", str(path)],
+                          capture_output=True, text=True, cwd=REPO, env=flink.child_env())
+    if done.returncode != 0:
+        raise RuntimeError(f"submit failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    wait_running(flink)
+
+    def cancel():
+        jid, _ = job_state(flink)
+        if jid:
+            flink._run(["bash", str(flink.flink_home() / "bin" / "flink"), "cancel", "-m",
+                        f"localhost:{flink.DEFAULT_REST_PORT}", jid], check=False)
+        flink.stop_cluster()
+    return cancel
+
+
 def run_job(config, frames: dict[str, list[bytes]], fps: float, warmup_s: float,
-            duration_s: float) -> dict:
+            duration_s: float, cluster: bool = False) -> dict:
     """Publish in real time, consume analyses, measure after the warm-up."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from camflow.jobs.camera_job import start
     from camflow.kafka import DeliveryTracker, ensure_topic, produce_reliably, reliable_producer
     from camflow.schemas.codec import AvroCodec
 
@@ -160,7 +215,7 @@ def run_job(config, frames: dict[str, list[bytes]], fps: float, warmup_s: float,
     for name in ("frames", "analyses", "alerts", "aggregates", "dead_letters", "watchlist",
                  "watchlist_audit", "sightings"):
         ensure_topic(config.kafka, getattr(topics, name), topics.partitions)
-    client = start(config)
+    cancel_job = start_job(config, cluster)
     received: list[tuple[float, int, int]] = []  # (arrival wall ms, capture ms, processed ms)
     stop = threading.Event()
 
@@ -208,7 +263,7 @@ def run_job(config, frames: dict[str, list[bytes]], fps: float, warmup_s: float,
     stop.set()
     consumer_thread.join(5)
     sampler.stop.set()
-    client.cancel().result()
+    cancel_job()
 
     # Throughput: analyses that reached the consumer during the measured window (under
     # overload the frames captured then are still queued, so count arrivals, not captures).
@@ -240,7 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos", default=str(REPO.parent / "shared" / "data" / "video"))
     parser.add_argument("--config", help="deployment YAML whose job settings to use")
     parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument("--cluster", action="store_true", help=(
+        "run the job on a local standalone cluster with --parallelism TaskManagers (one slot "
+        "and one Python worker each) instead of the embedded mini-cluster, whose Python "
+        "operators share the client's interpreter"))
     parser.add_argument("--baseline-seconds", type=float, default=45.0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, e.g. job.motion_gate.enabled=false (repeatable)")
     parser.add_argument("--find-max", action="store_true",
                         help="also search the most cameras that keep p99 < 2 s (shorter runs)")
     args = parser.parse_args(argv)
@@ -253,14 +314,14 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = broker.start()
     base = load_config(args.config) if args.config else None
     names = [f"bench-cam-{c:03d}" for c in range(args.cameras)]
-    config = bench_config(names, bootstrap, args.parallelism, base)
+    config = bench_config(names, bootstrap, args.parallelism, base, args.set)
     seconds = args.warmup + args.duration
     frames = camera_frames(videos, args.cameras, args.fps, seconds, max_width=960)
     print(f"[bench] {args.cameras} cameras x {args.fps} fps from {len(videos)} videos; "
           f"baseline first ({args.baseline_seconds:.0f} s cap)", flush=True)
     baseline = run_baseline(config, frames, args.baseline_seconds)
     print(f"[bench] baseline: {baseline}", flush=True)
-    job = run_job(config, frames, args.fps, args.warmup, args.duration)
+    job = run_job(config, frames, args.fps, args.warmup, args.duration, args.cluster)
     print(f"[bench] job: {job}", flush=True)
     result = {"cameras": args.cameras, "fps_per_camera": args.fps,
               "sustained_fps": job["sustained_fps"], "p99_latency_ms": job["p99_latency_ms"],
@@ -271,14 +332,16 @@ def main(argv: list[str] | None = None) -> int:
               "measured_frames": job["measured_frames"], "expected_frames": job["expected_frames"],
               "backlog_at_end": job["backlog_at_end"],
               "cpu_busy_mean": job["cpu_busy_mean"], "rss_mb_start": job["rss_mb_start"],
-              "rss_mb_end": job["rss_mb_end"], "parallelism": args.parallelism}
+              "rss_mb_end": job["rss_mb_end"], "parallelism": args.parallelism,
+              "runner": "standalone cluster" if args.cluster else "mini-cluster",
+              "overrides": args.set}
     if args.find_max:
         low, high, best = 1, args.cameras, 0
         while low <= high:
             n = (low + high) // 2
             trial_names = [f"bench-cam-{c:03d}" for c in range(n)]
-            trial = run_job(bench_config(trial_names, bootstrap, args.parallelism, base),
-                            {c: frames[c] for c in trial_names}, args.fps, 10.0, 30.0)
+            trial = run_job(bench_config(trial_names, bootstrap, args.parallelism, base, args.set),
+                            {c: frames[c] for c in trial_names}, args.fps, 10.0, 30.0, args.cluster)
             ok = trial["p99_latency_ms"] is not None and trial["p99_latency_ms"] < 2000 \
                 and trial["measured_frames"] >= 0.95 * trial["expected_frames"]
             print(f"[bench] find-max: {n} cameras -> p99 {trial['p99_latency_ms']} ms, "

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from camflow.transforms.anomaly import AnomalyConfig, LivenessConfig
+from camflow.transforms.motion import MotionGateConfig
 from camflow.transforms.scene import Scene
 
 CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -159,7 +160,12 @@ class Recognition(Strict):
     max_attempts: int = Field(6, ge=1, description="tries per track before giving up")
     retry_ms: int = Field(400, ge=0, description="event time between tries on one track")
     readings_per_track: int = Field(3, ge=1, description="good readings that finish a track")
-    min_person_height_px: int = Field(40, ge=8)
+    min_person_height_px: int = Field(96, ge=8, description=(
+        "faces are looked for only on people at least this tall: a shorter person's face is a "
+        "few pixels (6-11 px on vtest.avi's 60-150 px people), too small to recognise"))
+    min_face_px: int = Field(24, ge=8, description=(
+        "faces smaller than this (box height) are not embedded: the embedding would be noise "
+        "and costs ~80 ms per face"))
     min_vehicle_width_px: int = Field(48, ge=8)
 
 
@@ -200,6 +206,8 @@ class Job(Strict):
     allowed_lateness_ms: int = Field(0, ge=0)
     default_crowd_limit: int | None = Field(None, ge=1)
     detector: Detector = Detector()
+    # The detector runs only on frames that changed since it last ran (transforms/motion.py).
+    motion_gate: MotionGateConfig = MotionGateConfig()
     tracking: Tracking = Tracking()
     recognition: Recognition = Recognition()
     watchlist: WatchlistMatching = WatchlistMatching()

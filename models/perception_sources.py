@@ -24,6 +24,39 @@ import sys
 from pathlib import Path
 
 
+def centernet_input_size(data: bytes, size: int) -> bytes:
+    """The TF.js CenterNet at another square input size (a multiple of 32).
+
+    The network is fully convolutional, but its in-graph decoder hard-codes the 512-pixel
+    input's 128x128 heatmap: the width that turns a flat peak index into (row, column), and a
+    reshape of the box map to [16384, 4]. Both follow the heatmap (input / 4); nothing else
+    changes, so the weights and the decoder's outputs ([1, 100, 6] in input pixels) stay as
+    they are. Needs ``onnx`` (build time only).
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    if size % 32:
+        raise ValueError(f"input size {size} is not a multiple of 32")
+    model = onnx.load_from_string(data)
+    patched = set()
+    for init in model.graph.initializer:
+        value = numpy_helper.to_array(init)
+        if init.name == "const_51" and value.size == 1 and int(value) == 128:  # heatmap width
+            init.CopyFrom(numpy_helper.from_array(np.array(size // 4, value.dtype).reshape(value.shape), init.name))
+            patched.add(init.name)
+        elif init.name == "const_65" and value.tolist() == [16384, 4]:  # box map, flattened
+            init.CopyFrom(numpy_helper.from_array(np.array([-1, 4], value.dtype), init.name))
+            patched.add(init.name)
+    if patched != {"const_51", "const_65"}:
+        raise ValueError(f"not the expected CenterNet graph (patched only {sorted(patched)})")
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[1].dim_value = dims[2].dim_value = size
+    del model.graph.value_info[:]  # shapes inferred for 512 no longer hold
+    return model.SerializeToString()
+
+
 def centerface_dynamic(data: bytes) -> bytes:
     """Make CenterFace's fixed 10x3x32x32 input (and 8x8 outputs) dynamic.
 

@@ -86,7 +86,16 @@ class FileSource(_Strict):
     sha256: str | None = None
 
 
-Source = Annotated[Union[NpmSource, PypiSource, InstalledSource, FileSource],
+class DerivedSource(_Strict):
+    """Another manifest model's verified output, converted in process by ``conversion.tool``
+    (e.g. the same network with a smaller fixed input). Its sha256 chain: the parent's
+    output.sha256, then this entry's output.sha256."""
+
+    kind: Literal["derived"]
+    model: str
+
+
+Source = Annotated[Union[NpmSource, PypiSource, InstalledSource, FileSource, DerivedSource],
                    Field(discriminator="kind")]
 
 
@@ -161,7 +170,9 @@ class ModelEntry(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> "ModelEntry":
         src = self.source
-        if isinstance(src, (NpmSource, PypiSource)) and (self.output is None or not self.output.sha256):
+        if isinstance(src, DerivedSource) and self.conversion is None:
+            raise ValueError(f"{self.name}: a derived source needs a conversion")
+        if isinstance(src, (NpmSource, PypiSource, DerivedSource)) and (self.output is None or not self.output.sha256):
             raise ValueError(f"{self.name}: a {src.kind} source needs output.file and output.sha256")
         if isinstance(src, InstalledSource):
             if self.output is not None and (self.output.file != src.files[0].path
@@ -177,13 +188,15 @@ class ModelEntry(BaseModel):
     @property
     def needs_build(self) -> bool:
         """Built into the cache (npm, pypi); ``installed`` and ``file`` are only verified."""
-        return self.source.kind in ("npm", "pypi")
+        return self.source.kind in ("npm", "pypi", "derived")
 
     @property
     def source_label(self) -> str:
         src = self.source
         if isinstance(src, FileSource):
             return f"file:{src.path}"
+        if isinstance(src, DerivedSource):
+            return f"derived:{src.model}"
         return f"{src.kind}:{src.package}@{src.version}"
 
 

@@ -25,7 +25,7 @@ class RecognitionPolicy:
     max_attempts: int = 6
     retry_ms: int = 400
     readings_per_track: int = 3
-    min_person_height_px: int = 40
+    min_person_height_px: int = 96
     min_vehicle_width_px: int = 48
     forget_after_ms: int = 60_000  # keeps the state bounded: tracks long gone are dropped
 

@@ -41,6 +41,14 @@ def test_every_entry_is_pinned_and_described(entry):
     assert entry.get("decoder"), f"{name}: decoder"
     assert entry.get("role"), f"{name}: role"
     src = entry["source"]
+    out = entry.get("output") or {}
+    assert out.get("file") and SHA.match(out.get("sha256") or ""), f"{name}: output sha256"
+    assert isinstance(out.get("size"), int) and out["size"] > 0, f"{name}: output size"
+    if src["kind"] == "derived":  # from another default model, which is itself pinned
+        parents = {e["name"]: e for e in _raw_entries()}
+        assert src["model"] in parents and parents[src["model"]]["source"]["kind"] != "derived"
+        assert entry.get("conversion", {}).get("tool"), f"{name}: derived without a conversion"
+        return
     assert src["kind"] in ("npm", "pypi", "installed"), f"{name}: default models come from registries"
     assert src.get("package") and src.get("version"), f"{name}: package and version"
     archive_sha = {"npm": "tarball_sha256", "pypi": "archive_sha256"}.get(src["kind"])
@@ -49,9 +57,6 @@ def test_every_entry_is_pinned_and_described(entry):
     assert src.get("files"), f"{name}: source files"
     for f in src["files"]:
         assert f.get("path") and SHA.match(f.get("sha256") or ""), f"{name}: sha256 of {f}"
-    out = entry.get("output") or {}
-    assert out.get("file") and SHA.match(out.get("sha256") or ""), f"{name}: output sha256"
-    assert isinstance(out.get("size"), int) and out["size"] > 0, f"{name}: output size"
     if src["kind"] == "installed":
         assert (out["file"], out["sha256"]) == (src["files"][0]["path"], src["files"][0]["sha256"])
     if src["kind"] == "pypi" and not entry.get("conversion"):

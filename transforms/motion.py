@@ -1,0 +1,108 @@
+"""Motion gating: run the object detector only on frames in which something moved.
+
+Most CCTV cameras look at a scene that is still most of the time (a quay at night, an empty
+gate). The detector is the most expensive per-frame step, so a camera whose view has not changed
+since the detector last ran reuses that run's detections: the tracker still sees the objects
+(their tracks stay alive and keep their ids), the scene rules still count dwell time, and
+recognition is still bounded per track by its own policy.
+
+The test is cheap frame differencing at low resolution: a blurred grey thumbnail of the frame
+against the thumbnail of the frame the detector last saw (not the previous frame, so that slow
+drift adds up until it counts). The detector runs anyway when too much time has passed
+(``max_reuse_ms``), so an object that stopped in view is confirmed from time to time.
+
+State (per camera, plain values so it checkpoints): the reference thumbnail as bytes and its
+shape, when the detector last ran, and that run's raw detections as lists.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .detections import Detections
+
+
+@dataclass(frozen=True)
+class MotionGateConfig:
+    enabled: bool = True
+    thumbnail_width: int = 96
+    pixel_threshold: int = 18  # grey-level change that counts as a changed pixel (after blur)
+    min_changed_fraction: float = 0.004  # share of thumbnail pixels that must change
+    max_reuse_ms: int = 5_000  # the detector runs at least this often per camera (event time)
+
+
+@dataclass
+class GateDecision:
+    detect: bool
+    changed_fraction: float  # 1.0 when there was nothing to compare with
+    reason: str  # "first" | "resized" | "motion" | "stale" | "still" | "disabled"
+    state: dict[str, Any]
+
+
+def thumbnail(image_bgr: np.ndarray, width: int) -> np.ndarray:
+    """Blurred grey thumbnail: sensor noise and JPEG artefacts must not count as motion."""
+    h, w = image_bgr.shape[:2]
+    height = max(1, round(h * width / w))
+    small = cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA)
+    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+    return cv2.GaussianBlur(grey, (5, 5), 0)
+
+
+def changed_fraction(reference: np.ndarray, current: np.ndarray, pixel_threshold: int) -> float:
+    diff = cv2.absdiff(reference, current)
+    return float(np.count_nonzero(diff > pixel_threshold)) / diff.size
+
+
+class MotionGate:
+    def __init__(self, config: MotionGateConfig = MotionGateConfig()):
+        self.config = config
+
+    def decide(self, state: dict | None, image_bgr: np.ndarray, now_ms: int) -> GateDecision:
+        """Whether the detector must run on this frame. The caller then calls ``ran`` (the
+        detector ran: new reference) or ``reused`` (it did not: take the last detections)."""
+        cfg = self.config
+        if not cfg.enabled:
+            return GateDecision(True, 1.0, "disabled", state or {})
+        thumb = thumbnail(image_bgr, cfg.thumbnail_width)
+        state = dict(state or {})
+        state["candidate"] = thumb.tobytes()
+        state["candidate_shape"] = list(thumb.shape)
+        if "reference" not in state or state.get("detections") is None:
+            return GateDecision(True, 1.0, "first", state)
+        if list(thumb.shape) != state["reference_shape"]:
+            return GateDecision(True, 1.0, "resized", state)
+        reference = np.frombuffer(state["reference"], np.uint8).reshape(state["reference_shape"])
+        fraction = changed_fraction(reference, thumb, cfg.pixel_threshold)
+        if fraction >= cfg.min_changed_fraction:
+            return GateDecision(True, fraction, "motion", state)
+        if now_ms - state["detected_ms"] >= cfg.max_reuse_ms or now_ms < state["detected_ms"]:
+            return GateDecision(True, fraction, "stale", state)
+        return GateDecision(False, fraction, "still", state)
+
+    @staticmethod
+    def ran(decision: GateDecision, detections: Detections, now_ms: int) -> dict[str, Any]:
+        """The detector ran on this frame: it becomes the reference."""
+        state = decision.state
+        if "candidate" in state:
+            state["reference"] = state.pop("candidate")
+            state["reference_shape"] = state.pop("candidate_shape")
+        state["detected_ms"] = now_ms
+        state["detections"] = {"xyxy": detections.xyxy.tolist(),
+                               "confidence": detections.confidence.tolist(),
+                               "class_id": detections.class_id.tolist()}
+        return state
+
+    @staticmethod
+    def reused(decision: GateDecision, class_names: tuple[str, ...]) -> tuple[Detections, dict]:
+        """The frame is still: the reference run's detections, untracked (the tracker matches
+        them to their tracks again)."""
+        state = decision.state
+        state.pop("candidate", None)
+        state.pop("candidate_shape", None)
+        last = state["detections"]
+        return Detections(xyxy=np.asarray(last["xyxy"], np.float32).reshape(-1, 4),
+                          confidence=last["confidence"], class_id=last["class_id"],
+                          class_names=class_names), state
