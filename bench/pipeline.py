@@ -144,7 +144,7 @@ def run_baseline(config, frames: dict[str, list[bytes]], limit_s: float) -> dict
     return {"frames": done, "seconds": round(seconds, 2), "fps": round(done / seconds, 2)}
 
 
-from camflow.infra.chaos import tree_rss_mb  # noqa: E402 (one /proc walker for all benches)
+from camflow.infra.chaos import task_manager_pids, tree_rss_mb  # noqa: E402 (one /proc walker for all benches)
 
 
 class ProcSampler(threading.Thread):
@@ -166,7 +166,10 @@ class ProcSampler(threading.Thread):
             now = self._cpu()
             busy = 1 - (now[1] - last[1]) / max(1, now[0] - last[0])
             last = now
-            self.samples.append((time.monotonic(), busy, tree_rss_mb([os.getpid()])))
+            # the standalone cluster's TaskManagers (and their Python workers) are not our
+            # children: count them too
+            self.samples.append((time.monotonic(), busy,
+                                 tree_rss_mb([os.getpid(), *task_manager_pids()])))
 
 
 def start_job(config, cluster: bool):

@@ -16,11 +16,11 @@ duplicate ids, parameters given to a zone kind that never reads them.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from shapely.geometry import Polygon
 from shapely.validation import explain_validity
 
@@ -100,6 +100,10 @@ def _check_id(value: str) -> str:
     return value
 
 
+# Zone and line ids end up in alert subjects and state keys: one format for both.
+SceneId = Annotated[str, AfterValidator(_check_id)]
+
+
 class Zone(SceneModel):
     """A polygon where one kind of rule applies to objects whose ground point lies inside.
 
@@ -107,7 +111,7 @@ class Zone(SceneModel):
     road, which is what "inside the zone" means on a ground-plane polygon.
     """
 
-    id: str
+    id: SceneId
     kind: ZoneKind
     polygon: list[Point] = Field(min_length=3, description="≥3 normalised (x, y) vertices")
     classes: list[str] | None = Field(None, description="classes the rule applies to; default per kind")
@@ -124,11 +128,6 @@ class Zone(SceneModel):
     # crowd: people inside above which, for min_over_ms, an alert fires.
     max_people: int | None = Field(None, ge=1)
     min_over_ms: int = Field(5_000, ge=0)
-
-    @field_validator("id")
-    @classmethod
-    def _id_format(cls, value: str) -> str:
-        return _check_id(value)
 
     @model_validator(mode="after")
     def _validate(self) -> "Zone":
@@ -172,7 +171,7 @@ class Zone(SceneModel):
 class CountingLine(SceneModel):
     """A tripwire that counts crossings per direction and class (see the module doc for sides)."""
 
-    id: str
+    id: SceneId
     points: tuple[Point, Point] = Field(description="start and end, normalised (x, y)")
     direction: Direction = Field("both", description="allowed crossing direction; the other is wrong-way")
     classes: list[str] = Field(default_factory=lambda: list(LINE_CLASSES))
@@ -180,11 +179,6 @@ class CountingLine(SceneModel):
     # Distance from the line (normalised units) a ground point must reach before its side
     # counts: without this dead band a person standing on the line "crosses" it every frame.
     hysteresis: float = Field(0.01, ge=0.0, le=0.2)
-
-    @field_validator("id")
-    @classmethod
-    def _id_format(cls, value: str) -> str:
-        return _check_id(value)
 
     @model_validator(mode="after")
     def _validate(self) -> "CountingLine":
