@@ -117,30 +117,17 @@ class _Collector(threading.Thread):
 
 
 class _Publisher:
+    """One frame at a time, acked, with the wall time it was sent (latency is measured from it)."""
+
     def __init__(self, config: Config):
-        from .kafka import reliable_producer
-        from .schemas.codec import AvroCodec
-        self.config = config
-        topic = config.kafka.topics.frames
-        self.codec = AvroCodec("FrameSample", config.kafka.registry_conf(), subject=f"{topic}-value")
-        self.producer = reliable_producer(config.kafka)
+        from .publish import FramePublisher
+        self.frames = FramePublisher(config, "camflow-eval-watchlist")
         self.sequence = 0
 
     def frame(self, image: np.ndarray, jpeg: bytes, capture_ms: int) -> int:
-        """Publish one frame and wait for the broker's ack; returns the wall ms it was sent."""
-        from .kafka import DeliveryTracker, produce_reliably
-        tracker = DeliveryTracker()
-        value = self.codec.encode({"camera_id": CAMERA, "capture_ms": capture_ms,
-                                   "sequence": self.sequence, "jpeg": jpeg, "jpeg_ref": None,
-                                   "width": image.shape[1], "height": image.shape[0],
-                                   "sampler_id": "camflow-eval-watchlist"})
-        self.sequence += 1
         sent = _now_ms()
-        produce_reliably(self.producer, self.config.kafka.topics.frames, value, CAMERA.encode(),
-                         capture_ms, tracker)
-        self.producer.flush(30)
-        if tracker.delivered != 1:
-            raise RuntimeError(f"frame not acknowledged by the broker: {tracker.failed}")
+        self.frames.publish(CAMERA, image, [(self.sequence, capture_ms)], jpeg=jpeg)
+        self.sequence += 1
         return sent
 
 

@@ -160,24 +160,13 @@ def publish_still():
     """``publish_still(config, camera_id, image, start_ms, frames=6, step_ms=500,
     first_sequence=0) -> sequences``: someone (or a vehicle) standing in front of a camera,
     the same image as consecutive frames. ``image`` is a BGR array or an image file path."""
-    from camflow.kafka import DeliveryTracker, produce_reliably, reliable_producer
-    from camflow.schemas.codec import AvroCodec
-    from camflow.transforms.frames import encode_jpeg, resize_to_max_width
+    from camflow.publish import FramePublisher
 
     def publish(config, camera_id, image, start_ms, frames=6, step_ms=500, first_sequence=0):
-        if not hasattr(image, "shape"):
-            import cv2
-            image = resize_to_max_width(cv2.imread(str(image)), 960)
-        jpeg = encode_jpeg(image, 90)
-        codec, producer, tracker = AvroCodec("FrameSample"), reliable_producer(config.kafka), DeliveryTracker()
-        for i in range(frames):
-            t = start_ms + i * step_ms
-            produce_reliably(producer, config.kafka.topics.frames, codec.encode({
-                "camera_id": camera_id, "capture_ms": t, "sequence": first_sequence + i,
-                "jpeg": jpeg, "jpeg_ref": None, "width": image.shape[1], "height": image.shape[0],
-                "sampler_id": "test"}), camera_id.encode(), t, tracker)
-        producer.flush(30)
-        assert tracker.delivered == frames
-        return list(range(first_sequence, first_sequence + frames))
+        image = FramePublisher.load(image)
+        sequences = list(range(first_sequence, first_sequence + frames))
+        FramePublisher(config, "test").publish(
+            camera_id, image, [(s, start_ms + i * step_ms) for i, s in enumerate(sequences)])
+        return sequences
 
     return publish
