@@ -11,7 +11,7 @@ import base64
 import io
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import matplotlib
@@ -242,6 +242,9 @@ def figure_subject_path(subject: str, sightings: list[tuple], camera_sites: dict
     ax.set_yticks(range(len(cameras)),
                   [f"{c}\n{camera_sites[c].name}" if c in camera_sites else c for c in cameras],
                   fontsize=7)
+    if times[-1] - times[0] < timedelta(minutes=10):  # one sighting, or a few close together
+        middle = times[0] + (times[-1] - times[0]) / 2
+        ax.set_xlim(middle - timedelta(minutes=10), middle + timedelta(minutes=10))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %H:%M", tz=tz))
     ax.set_title(f"{subject}: sightings timeline ({len(sightings)})", fontsize=10)
     ax.grid(alpha=0.3)
