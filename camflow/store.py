@@ -73,6 +73,13 @@ SCHEMA = [
         alert_id TEXT NOT NULL, action TEXT NOT NULL, actor TEXT NOT NULL,
         action_ms BIGINT NOT NULL, action_time TIMESTAMP NOT NULL, note TEXT,
         PRIMARY KEY (alert_id, action_ms, actor))""",
+    # Every alert with the latest operator action on it (NULL: still open).
+    """CREATE OR REPLACE VIEW alert_status AS
+        SELECT a.alert_id, a.alert_time, a.type, a.severity, a.camera_id, a.subject, a.score,
+               x.action, x.actor, x.action_time, x.action_ms - a.time_ms AS response_ms
+        FROM alerts a LEFT JOIN alert_actions x ON x.alert_id = a.alert_id
+         AND x.action_ms = (SELECT MAX(y.action_ms) FROM alert_actions y
+                            WHERE y.alert_id = a.alert_id)""",
 ]
 
 ALERT_ACTIONS = ("acknowledge", "dismiss")

@@ -77,6 +77,9 @@ def test_operator_acknowledges_and_the_store_keeps_who(console):
     try:
         assert store.query("SELECT alert_id, action, actor FROM alert_actions") == [
             ("a1", "acknowledge", "alice")]
+        store.upsert_alert(feed.get("a1"))  # what the sink writes; the view joins the two
+        assert store.query("SELECT type, action, actor FROM alert_status") == [
+            ("watchlist_face", "acknowledge", "alice")]
     finally:
         store.close()
 
