@@ -147,3 +147,14 @@ def test_subject_path_without_site_coordinates_is_a_timeline(filled):
 @pytest.mark.parametrize("span_h, minutes", [(1, 5), (24, 30), (24 * 7, 360)])
 def test_bucket_keeps_bars_readable(span_h, minutes):
     assert bucket_ms(span_h * HOUR) == minutes * 60_000
+
+
+def test_cli_writes_the_report_and_refuses_bad_options(tmp_path, filled, capsys):
+    from camflow.cli import main
+    out = tmp_path / "out" / "report.html"
+    assert main(["report", "--store", filled[0], "--since", "bogus", "--out", str(out)]) == 2
+    assert "--since 'bogus'" in capsys.readouterr().err
+    assert main(["report", "--store", filled[0], "--tz", "Mars/Base", "--out", str(out)]) == 2
+    assert "unknown time zone" in capsys.readouterr().err
+    assert main(["report", "--store", filled[0], "--since", "7d", "--out", str(out)]) == 0
+    assert out.read_text().startswith("<!doctype html>")
