@@ -229,6 +229,7 @@ def figure_subject_path(subject: str, sightings: list[tuple], camera_sites: dict
                         xytext=(4, 4), textcoords="offset points")
         ax.margins(0.08)
         ax.set_aspect("equal", adjustable="datalim")  # degrees of lat and lon alike near the equator
+        ax.ticklabel_format(useOffset=False, style="plain")  # degrees as read on a map
         ax.set_xlabel("longitude")
         ax.set_ylabel("latitude")
         ax.legend(fontsize=8, loc="best", frameon=False)

@@ -60,7 +60,7 @@ def deployment(live_config, built_models, pg_store, tmp_path):
     from camflow.infra.flink import child_env
     from camflow.jobs.camera_job import start
     port = free_port()
-    config = live_config("console", ["port-gate"], {
+    config = live_config("console", ["port-gate", "night-market"], {
         "window_ms": 5000, "idleness_ms": 1000, "checkpoint_interval_ms": 2000,
         "detector": {"threads": 2}, "tracking": {"min_hits": 2},
         "recognition": {"plates": False, "retry_ms": 0},
@@ -70,6 +70,7 @@ def deployment(live_config, built_models, pg_store, tmp_path):
                                           for n, (r, p) in USERS.items()]})
     raw = config.model_dump(mode="json")
     raw["cameras"][0]["location"] = {"site": "Bai Vong port gate", "lat": 10.157, "lon": 104.038}
+    raw["cameras"][1]["location"] = {"site": "Duong Dong night market", "lat": 10.2167, "lon": 103.9594}
     path = tmp_path / "console.yaml"
     path.write_text(yaml.safe_dump(raw))
     env = {**child_env(), "CAMFLOW_CONSOLE_SECRET": uuid.uuid4().hex}
@@ -145,7 +146,7 @@ def test_alert_from_the_job_appears_live_and_is_acknowledged(deployment, publish
     publish_still(config, "port-gate", FACES / "tests__test_images__obama2.jpg", now - 20_000)
 
     # It appears without a reload: only the event stream can have put it there.
-    row = page.locator("#alerts tbody tr[data-type=watchlist_face]")
+    row = page.locator("#alerts tbody tr[data-type=watchlist_face]").first
     row.wait_for(timeout=120_000)
     assert "new" in row.get_attribute("class")
     alert_id = row.get_attribute("data-alert-id")
@@ -162,6 +163,12 @@ def test_alert_from_the_job_appears_live_and_is_acknowledged(deployment, publish
                            (alert_id,)) == [("acknowledge", "alice")]
     finally:
         store.close()
+
+    # Later the same person passes the night market: a second alert, live as well.
+    publish_still(config, "night-market", FACES / "tests__test_images__obama3.jpg", now - 10_000,
+                  first_sequence=100)
+    page.wait_for_selector("#alerts tbody tr[data-type=watchlist_face][data-alert-id]:not("
+                           f"#alert-{alert_id}) >> text=night-market", timeout=120_000)
 
     # The detail page shows the evidence crop the job attached.
     page.goto(f"{url}/alerts/{alert_id}")
@@ -181,9 +188,10 @@ def test_alert_from_the_job_appears_live_and_is_acknowledged(deployment, publish
 
     def subject_seen():
         page.goto(f"{url}/subjects/W-7")
-        return page.locator("#timeline li").count() >= 1
-    wait_until(subject_seen, 60, "no sighting of W-7 on the subject page")
-    assert "port-gate" in page.inner_text("#timeline")
+        return page.locator("#timeline li").count() >= 2
+    wait_until(subject_seen, 60, "W-7 not seen at both cameras on the subject page")
+    timeline = page.inner_text("#timeline")
+    assert timeline.index("port-gate") < timeline.index("night-market")  # in time order
     page.wait_for_load_state("load")
     assert broken_images(page) == []
     screenshot(page, "console-subject.png")
