@@ -151,7 +151,7 @@ def figure_alerts_by_camera(data: ReportData) -> str | None:
         ax.barh(cameras, values, left=left, label=kind)
         left += values
     ax.set_xlabel("alerts")
-    ax.legend(fontsize=8, loc="lower right", frameon=False)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.set_title("Alerts per camera, by type")
     ax.grid(axis="x", alpha=0.3)
     return png(fig)

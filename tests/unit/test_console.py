@@ -102,3 +102,16 @@ def test_cameras_without_frames_are_offline(console):
     login(client, "victor", "viewer-pass")
     cameras = client.get("/api/cameras").json()["cameras"]
     assert cameras == [{**cameras[0], "camera_id": "gate", "status": "offline", "reason": "never seen"}]
+
+
+def test_cli_hashes_a_password_from_stdin(monkeypatch, capsys):
+    import io
+
+    from camflow.cli import main
+    monkeypatch.setattr("sys.stdin", io.StringIO("long enough password\n"))
+    assert main(["console", "hash-password"]) == 0
+    encoded = capsys.readouterr().out.strip()
+    assert verify_password("long enough password", encoded)
+    Config.model_validate({"console": {"users": [{"name": "a", "role": "viewer", "password_hash": encoded}]}})
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["console", "hash-password"]) == 2
