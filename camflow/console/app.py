@@ -360,6 +360,17 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
         return render(request, "error.html", session_user(request), status_code=exc.status_code,
                       status=exc.status_code, detail=exc.detail)
 
+    @app.exception_handler(Exception)
+    async def store_errors(request: Request, exc: Exception):
+        # A store or broker outage must not look like a crash; details go to the log only
+        # (messages can name hosts and users).
+        log.exception("console: %s %s failed", request.method, request.url.path)
+        detail = "the analyst store is unavailable; try again shortly"
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": detail}, status_code=503)
+        return render(request, "error.html", session_user(request), status_code=503, status=503,
+                      detail=detail)
+
     return app
 
 

@@ -115,3 +115,15 @@ def test_cli_hashes_a_password_from_stdin(monkeypatch, capsys):
     Config.model_validate({"console": {"users": [{"name": "a", "role": "viewer", "password_hash": encoded}]}})
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert main(["console", "hash-password"]) == 2
+
+
+def test_store_outage_is_a_clear_503(tmp_path):
+    config = Config.model_validate({
+        "store": {"url": "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"},
+        "console": {"users": [{"name": "alice", "role": "operator", "password_hash": OPERATOR_HASH}]}})
+    client = TestClient(create_app(config, feed=AlertFeed(config.kafka, "unused"), secret="s"),
+                        base_url="http://127.0.0.1", raise_server_exceptions=False)
+    login(client, "alice", "operator-pass")
+    answer = client.get("/api/alerts")
+    assert answer.status_code == 503 and "unavailable" in answer.json()["detail"]
+    assert client.get("/cameras").status_code == 503
