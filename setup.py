@@ -3,6 +3,7 @@ from setuptools import setup
 
 SUBPACKAGES = {
     "camflow": "camflow",
+    "camflow.console": "camflow/console",
     "camflow.jobs": "jobs",
     "camflow.transforms": "transforms",
     "camflow.schemas": "schemas",
@@ -22,6 +23,7 @@ setup(
         "camflow.schemas": ["*.avsc", "history/*.avsc"],
         "camflow.models": ["*.yaml"],
         "camflow.infra": ["config/*.yaml", "sql/*.sql", "*.sh"],
+        "camflow.console": ["templates/*.html", "static/*"],
     },
     install_requires=[],  # pinned in requirements.txt + constraints.txt, installed in one resolver run
     entry_points={"console_scripts": ["camflow = camflow.cli:main"]},

@@ -197,6 +197,49 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """The analyst store over a time range as one self-contained HTML file (plots inline)."""
+    import time
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from .report import build_report
+    from .search import SearchError, parse_since
+    config = _config(args)
+    try:
+        since_ms = parse_since(args.since)
+        ZoneInfo(args.tz)
+    except SearchError as exc:
+        print(f"camflow report: {exc}", file=sys.stderr)
+        return 2
+    except (ZoneInfoNotFoundError, ValueError):
+        print(f"camflow report: --tz {args.tz!r}: unknown time zone (e.g. UTC, Asia/Ho_Chi_Minh)",
+              file=sys.stderr)
+        return 2
+    until_ms = int(time.time() * 1000)
+    html = build_report(config, until_ms - since_ms, until_ms, store_url=args.store, tz_name=args.tz)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    print(json.dumps({"out": str(out), "bytes": len(html.encode("utf-8"))}))
+    return 0
+
+
+def cmd_console(args) -> int:
+    if args.action == "hash-password":
+        import getpass
+
+        from .console.auth import hash_password
+        password = (sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty()
+                    else getpass.getpass("password: "))
+        if len(password) < 8:
+            print("camflow console: a password needs at least 8 characters", file=sys.stderr)
+            return 2
+        print(hash_password(password))
+        return 0
+    from .console.app import serve
+    return serve(_config(args), store_url=args.store, host=args.host, port=args.port)
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
     return run_demo(args.config, video=args.video, fps=args.fps, cameras=args.cameras,
@@ -308,6 +351,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config")
     p.add_argument("--fps", type=float)
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("report", help="alerts, counts, anomalies, subject paths and evidence "
+                       "from the analyst store as one self-contained HTML file")
+    p.add_argument("--since", default="24h", help="look back this far: 24h, 7d, 90m (default 24h)")
+    p.add_argument("--out", default="report.html")
+    p.add_argument("--tz", default="UTC", help="time zone of the plots, e.g. Asia/Ho_Chi_Minh")
+    p.add_argument("--store")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("console", help="the operators' web console (live alerts, cameras, subjects)")
+    p.add_argument("action", nargs="?", default="serve", choices=["serve", "hash-password"],
+                   help="serve (default), or hash-password: a password read from stdin "
+                   "as a hash for console.users")
+    p.add_argument("--host", help="bind address (default: console.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="default: console.port")
+    p.add_argument("--store")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_console)
 
     p = sub.add_parser("demo", help="sample a video, run the job on the mini-cluster, summarise")
     p.add_argument("--config", default=None)

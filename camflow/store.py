@@ -65,7 +65,24 @@ SCHEMA = [
         topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL, kafka_offset BIGINT NOT NULL,
         reason TEXT NOT NULL, payload BYTEA,
         PRIMARY KEY (topic, kafka_partition, kafka_offset))""",
+    # The evidence crop an alert carried (watchlist alerts), for the console and reports.
+    """CREATE TABLE IF NOT EXISTS alert_evidence (
+        alert_id TEXT PRIMARY KEY, jpeg BYTEA NOT NULL)""",
+    # What operators did about an alert in the console (acknowledge / dismiss): who, when.
+    """CREATE TABLE IF NOT EXISTS alert_actions (
+        alert_id TEXT NOT NULL, action TEXT NOT NULL, actor TEXT NOT NULL,
+        action_ms BIGINT NOT NULL, action_time TIMESTAMP NOT NULL, note TEXT,
+        PRIMARY KEY (alert_id, action_ms, actor))""",
+    # Every alert with the latest operator action on it (NULL: still open).
+    """CREATE OR REPLACE VIEW alert_status AS
+        SELECT a.alert_id, a.alert_time, a.type, a.severity, a.camera_id, a.subject, a.score,
+               x.action, x.actor, x.action_time, x.action_ms - a.time_ms AS response_ms
+        FROM alerts a LEFT JOIN alert_actions x ON x.alert_id = a.alert_id
+         AND x.action_ms = (SELECT MAX(y.action_ms) FROM alert_actions y
+                            WHERE y.alert_id = a.alert_id)""",
 ]
+
+ALERT_ACTIONS = ("acknowledge", "dismiss")
 
 VEHICLES = ("bicycle", "car", "motorcycle", "bus", "truck")
 
@@ -140,6 +157,48 @@ class AnalystStore:
             (a["alert_id"], a["type"], a["severity"], a["camera_id"], a["time_ms"], _ts(a["time_ms"]),
              a.get("subject"), a.get("score"), a.get("track_id"), a.get("evidence"),
              a.get("evidence_ref"), a.get("evidence_jpeg") is not None))
+        if a.get("evidence_jpeg"):
+            self.execute(
+                """INSERT INTO alert_evidence (alert_id, jpeg) VALUES (%s, %s)
+                   ON CONFLICT (alert_id) DO UPDATE SET jpeg = excluded.jpeg""",
+                (a["alert_id"], a["evidence_jpeg"]))
+
+    def alert_evidence(self, alert_id: str) -> bytes | None:
+        rows = self.query("SELECT jpeg FROM alert_evidence WHERE alert_id = %s", (alert_id,))
+        return bytes(rows[0][0]) if rows else None
+
+    def record_alert_action(self, alert_id: str, action: str, actor: str,
+                            note: str | None = None, now_ms: int | None = None) -> int:
+        """An operator's acknowledge / dismiss, kept with who and when; commits. Returns the
+        action time (ms)."""
+        if action not in ALERT_ACTIONS:
+            raise ValueError(f"unknown alert action {action!r}: use one of {ALERT_ACTIONS}")
+        if not alert_id or not actor:
+            raise ValueError("an alert action needs an alert id and an actor")
+        when = int(time.time() * 1000) if now_ms is None else int(now_ms)
+        self.execute(
+            """INSERT INTO alert_actions (alert_id, action, actor, action_ms, action_time, note)
+               VALUES (%s, %s, %s, %s, %s, %s)
+               ON CONFLICT (alert_id, action_ms, actor) DO NOTHING""",
+            (alert_id, action, actor, when, _ts(when), note))
+        self.commit()
+        return when
+
+    def alert_actions(self, alert_ids: Iterable[str] | None = None) -> dict[str, list[dict]]:
+        """alert id -> its actions, oldest first (all alerts when ``alert_ids`` is None)."""
+        sql = "SELECT alert_id, action, actor, action_ms, note FROM alert_actions"
+        params: tuple = ()
+        ids = list(alert_ids) if alert_ids is not None else None
+        if ids is not None:
+            if not ids:
+                return {}
+            sql += " WHERE alert_id IN (" + ", ".join(["%s"] * len(ids)) + ")"
+            params = tuple(ids)
+        out: dict[str, list[dict]] = {}
+        for alert_id, action, actor, action_ms, note in self.query(sql + " ORDER BY action_ms", params):
+            out.setdefault(alert_id, []).append(
+                {"action": action, "actor": actor, "time_ms": action_ms, "note": note})
+        return out
 
     def upsert_aggregate(self, g: dict) -> None:
         key = (g["camera_id"], g["window_start_ms"], g["window_end_ms"])

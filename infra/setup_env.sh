@@ -33,6 +33,13 @@ if [ ! -x "${JAVA_HOME:-$JAVA_HOME_DEFAULT}/bin/java" ]; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq openjdk-17-jdk-headless; else sudo apt-get update -qq && sudo apt-get install -y -qq openjdk-17-jdk-headless; fi
 fi
 
+if ! command -v chromium >/dev/null 2>&1; then
+  # headless browser tests of `camflow console` and `camflow report` (Playwright drives it;
+  # Playwright's own browser download is never used)
+  log "chromium missing; installing chromium"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi
+fi
+
 # --- venv --------------------------------------------------------------------
 key="$(cat "$REPO/requirements.txt" "$REPO/constraints.txt" "$REPO/setup.py" | sha256sum | cut -d' ' -f1)-py$pyver"
 

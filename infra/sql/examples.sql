@@ -23,3 +23,29 @@ SELECT alert_time, type, severity, camera_id, subject, score, evidence
 FROM alerts
 ORDER BY time_ms DESC
 LIMIT 50;
+
+-- Open alerts (nobody acknowledged or dismissed them in the console), newest first.
+SELECT alert_time, type, severity, camera_id, subject
+FROM alert_status
+WHERE action IS NULL
+ORDER BY alert_time DESC;
+
+-- How fast operators respond: median minutes from alert to first action, per alert type.
+SELECT type, COUNT(*) AS handled,
+       PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY response_ms) / 60000.0 AS median_minutes
+FROM alert_status
+WHERE action IS NOT NULL
+GROUP BY type
+ORDER BY median_minutes DESC;
+
+-- Who acknowledged or dismissed what, and when (the console's audit trail).
+SELECT action_time, actor, action, alert_id, note
+FROM alert_actions
+ORDER BY action_ms DESC
+LIMIT 100;
+
+-- A watchlist subject's path across camera sites, in time order.
+SELECT sighting_time, camera_id, score, track_id, alert_id
+FROM subject_paths
+WHERE subject_id = 'W-7'
+ORDER BY time_ms;

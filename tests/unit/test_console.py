@@ -1,0 +1,129 @@
+"""Console logins and roles, through the app's HTTP interface (Starlette's test client) over a
+DuckDB store; the live feed is filled directly (the Kafka path is tested end to end in
+tests/integration/test_console_live.py)."""
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from camflow.config import Config, ConfigError, load_config
+from camflow.console.app import create_app
+from camflow.console.auth import authenticate, hash_password, verify_password
+from camflow.console.feed import AlertFeed
+from camflow.store import AnalystStore
+
+OPERATOR_HASH = hash_password("operator-pass")
+VIEWER_HASH = hash_password("viewer-pass")
+
+
+def test_password_hashes_verify_and_are_salted():
+    assert verify_password("operator-pass", OPERATOR_HASH)
+    assert not verify_password("operator-pasS", OPERATOR_HASH)
+    assert hash_password("operator-pass") != OPERATOR_HASH
+    assert not verify_password("x", "not-a-hash")
+
+
+def test_config_refuses_a_plain_password(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("console:\n  users:\n    - {name: a, role: operator, password_hash: hunter22}\n")
+    with pytest.raises(ConfigError, match="console.users.0.password_hash"):
+        load_config(path)
+
+
+@pytest.fixture
+def console(tmp_path):
+    url = f"duckdb:///{tmp_path}/store.duckdb"
+    config = Config.model_validate({
+        "cameras": [{"id": "gate", "location": {"site": "Port gate", "lat": 10.1, "lon": 104.0}}],
+        "store": {"url": url},
+        "console": {"users": [{"name": "alice", "role": "operator", "password_hash": OPERATOR_HASH},
+                              {"name": "victor", "role": "viewer", "password_hash": VIEWER_HASH}]}})
+    assert authenticate(config.console.users, "alice", "operator-pass").role == "operator"
+    assert authenticate(config.console.users, "nobody", "operator-pass") is None
+    feed = AlertFeed(config.kafka, "unused")  # not started: alerts are added by the test
+    feed.add_alert({"alert_id": "a1", "type": "watchlist_face", "severity": "critical",
+                    "camera_id": "gate", "time_ms": 1_790_000_000_000, "subject": "W-7",
+                    "score": 0.95, "track_id": 3, "evidence": "{}", "evidence_jpeg": b"\xff\xd8jpeg"})
+    app = create_app(config, feed=feed, secret="test-secret")
+    return TestClient(app, base_url="http://127.0.0.1"), url, feed
+
+
+def login(client, name, password):
+    return client.post("/login", data={"username": name, "password": password, "next": "/"},
+                       follow_redirects=False)
+
+
+def test_pages_need_a_login(console):
+    client, _, _ = console
+    assert client.get("/", follow_redirects=False).status_code == 303
+    assert client.get("/api/alerts").status_code == 401
+    assert client.get("/api/alerts/a1/evidence.jpg").status_code == 401
+    page = login(client, "alice", "wrong")
+    assert page.status_code == 200 and "wrong password" in page.text
+
+
+def test_operator_acknowledges_and_the_store_keeps_who(console):
+    client, url, feed = console
+    assert login(client, "alice", "operator-pass").status_code == 303
+    alerts = client.get("/api/alerts").json()["alerts"]
+    assert [a["alert_id"] for a in alerts] == ["a1"] and alerts[0]["has_evidence"]
+    assert client.get("/api/alerts/a1/evidence.jpg").content == b"\xff\xd8jpeg"
+    done = client.post("/api/alerts/a1/actions", json={"action": "acknowledge"})
+    assert done.status_code == 200 and done.json()["actor"] == "alice"
+    assert client.post("/api/alerts/a1/actions", json={"action": "delete"}).status_code == 422
+    assert client.post("/api/alerts/zz/actions", json={"action": "dismiss"}).status_code == 404
+    assert feed.since(0)[-1][1] == "action"  # open pages hear of it
+    store = AnalystStore(url)
+    try:
+        assert store.query("SELECT alert_id, action, actor FROM alert_actions") == [
+            ("a1", "acknowledge", "alice")]
+        store.upsert_alert(feed.get("a1"))  # what the sink writes; the view joins the two
+        assert store.query("SELECT type, action, actor FROM alert_status") == [
+            ("watchlist_face", "acknowledge", "alice")]
+    finally:
+        store.close()
+
+
+def test_viewer_sees_but_cannot_act(console):
+    client, url, _ = console
+    assert login(client, "victor", "viewer-pass").status_code == 303
+    assert client.get("/api/alerts").json()["role"] == "viewer"
+    assert client.post("/api/alerts/a1/actions", json={"action": "dismiss"}).status_code == 403
+    assert "Acknowledge" not in client.get("/alerts/a1").text
+    store = AnalystStore(url)
+    try:
+        assert store.query("SELECT COUNT(*) FROM alert_actions") == [(0,)]
+    finally:
+        store.close()
+
+
+def test_cameras_without_frames_are_offline(console):
+    client, _, _ = console
+    login(client, "victor", "viewer-pass")
+    cameras = client.get("/api/cameras").json()["cameras"]
+    assert cameras == [{**cameras[0], "camera_id": "gate", "status": "offline", "reason": "never seen"}]
+
+
+def test_cli_hashes_a_password_from_stdin(monkeypatch, capsys):
+    import io
+
+    from camflow.cli import main
+    monkeypatch.setattr("sys.stdin", io.StringIO("long enough password\n"))
+    assert main(["console", "hash-password"]) == 0
+    encoded = capsys.readouterr().out.strip()
+    assert verify_password("long enough password", encoded)
+    Config.model_validate({"console": {"users": [{"name": "a", "role": "viewer", "password_hash": encoded}]}})
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["console", "hash-password"]) == 2
+
+
+def test_store_outage_is_a_clear_503(tmp_path):
+    config = Config.model_validate({
+        "store": {"url": "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"},
+        "console": {"users": [{"name": "alice", "role": "operator", "password_hash": OPERATOR_HASH}]}})
+    client = TestClient(create_app(config, feed=AlertFeed(config.kafka, "unused"), secret="s"),
+                        base_url="http://127.0.0.1", raise_server_exceptions=False)
+    login(client, "alice", "operator-pass")
+    answer = client.get("/api/alerts")
+    assert answer.status_code == 503 and "unavailable" in answer.json()["detail"]
+    assert client.get("/cameras").status_code == 503
