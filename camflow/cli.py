@@ -14,6 +14,20 @@ def _config(args):
     return load_config(getattr(args, "config", None))
 
 
+def serve_metrics(port: int | None) -> None:
+    """``--metrics-port``: Prometheus ``/metrics`` of this process (camflow.metrics)."""
+    if port is not None:
+        from .metrics import serve
+        serve(port)
+        print(f"camflow: metrics on http://0.0.0.0:{port}/metrics", file=sys.stderr)
+
+
+def progress_wanted(args) -> bool | None:
+    """Progress bars on stderr: off with ``--quiet``; else only when stderr is a terminal
+    (None lets tqdm decide that)."""
+    return False if getattr(args, "quiet", False) else None
+
+
 def cmd_ingest(args) -> int:
     from .sampler import SourceError, ingest
     config = _config(args)
@@ -23,9 +37,11 @@ def cmd_ingest(args) -> int:
     if not source:
         raise SystemExit(f"camflow ingest: no --source and camera {args.camera!r} has none configured")
     max_width = args.max_width or (camera.max_width if camera else 960)
+    serve_metrics(args.metrics_port)
     try:
         report = ingest(config.kafka, args.camera, source, fps, max_width=max_width,
-                        max_frames=args.max_frames, realtime=args.realtime)
+                        max_frames=args.max_frames, realtime=args.realtime,
+                        progress=progress_wanted(args))
     except SourceError as exc:
         print(f"camflow ingest: {exc}", file=sys.stderr)
         return 2
@@ -70,6 +86,7 @@ def cmd_job_submit(args) -> int:
 def cmd_sink(args) -> int:
     from .sink import run_sink
     config = _config(args)
+    serve_metrics(args.metrics_port)
     report = run_sink(config, store_url=args.store, idle_exit_s=args.idle_exit)
     print(json.dumps({"written": report.written, "rejected": report.rejected,
                       "expired_embeddings": report.expired_embeddings,
@@ -215,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int)
     p.add_argument("--realtime", action="store_true", help="pace file replay at the video's speed")
     p.add_argument("--config")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_ingest)
 
     job = sub.add_parser("job", help="run or submit the Flink job").add_subparsers(dest="action", required=True)
@@ -235,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config")
     p.add_argument("--store", help="duckdb:///PATH or postgresql://... (default: config store.url)")
     p.add_argument("--idle-exit", type=float, help="stop after this many seconds without records")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
     p.set_defaults(func=cmd_sink)
 
     p = sub.add_parser("models", help="build or list the default models")
