@@ -214,6 +214,21 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_status(args) -> int:
+    """Topic lags per consumer group and the Flink job's health (camflow/status.py)."""
+    from confluent_kafka import KafkaException
+
+    from .status import format_status, status
+    config = _config(args)
+    try:
+        report = status(config, exact=args.exact, flink_url=args.flink_url)
+    except KafkaException as exc:
+        print(f"camflow status: Kafka {config.kafka.bootstrap_servers}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report) if args.json else "\n".join(format_status(report)))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
     return run_demo(args.config, video=args.video, fps=args.fps, cameras=args.cameras,
@@ -328,6 +343,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config")
     p.add_argument("--fps", type=float)
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("status", help="topic lags per consumer group and the Flink job's health")
+    p.add_argument("--config")
+    p.add_argument("--exact", action="store_true",
+                   help="find end offsets by reading the partitions (the dev broker reports "
+                        "wrong ones after batched writes)")
+    p.add_argument("--flink-url", help="Flink REST API (default: job.rest_url)")
+    p.add_argument("--json", action="store_true", help="everything as one JSON object")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("demo", help="sample a video, run the job on the mini-cluster, summarise")
     p.add_argument("--config", default=None)

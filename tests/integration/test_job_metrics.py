@@ -87,3 +87,44 @@ def test_operator_metrics_count_frames_detections_and_dead_letters(metered_job, 
     assert "count=8," in metrics["analyse.detector_ms"]  # DistributionResult{sum=.., count=8, ..}
     assert int(metrics["analyse.detector_ms_p95"]) >= int(metrics["analyse.detector_ms_p50"]) > 0
     assert metrics["encode-analyses.records_out"] == "8"
+
+    # `camflow status` against the same broker and REST API, while the job runs.
+    import yaml
+    path = tmp_path / "camflow.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    frames, analyses = config.kafka.topics.frames, config.kafka.topics.analyses
+    job_group = f"{config.kafka.group_id}-job-{frames}"
+    deadline = time.monotonic() + 60
+    while True:  # the job's source commits its offsets when a checkpoint completes
+        report = camflow_status("--config", str(path), "--json", "--exact")
+        topics = {row["topic"]: row for row in report["kafka"]["topics"]}
+        group = topics[frames]["groups"][0]
+        if group["lag"] == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert topics[frames]["end"] == {"0": 9}  # 8 frames and the unreadable record
+    assert group == {"group": job_group, "committed": 9, "has_committed": True, "lag": 0,
+                     "partitions": {"0": {"committed": 9, "lag": 0}}}
+    assert topics[analyses]["end"] == {"0": 8}
+    sink = topics[analyses]["groups"][0]
+    assert sink["group"] == f"{config.kafka.group_id}-sink" and not sink["has_committed"]
+    assert sink["lag"] == 8  # no sink ran: everything is still to be written to the store
+    assert report["flink"]["reachable"]
+    job = next(j for j in report["flink"]["jobs"] if j["id"] == job_id)
+    assert job["name"] == "camflow-metered" and job["state"] == "RUNNING"
+    assert job["restarts"] == 0 and job["checkpoints"]["completed"] >= 1
+    text = subprocess.run([sys.executable, "-m", "camflow.cli", "status", "--config", str(path)],
+                          capture_output=True, text=True, env=child_env(), timeout=120).stdout
+    assert job_id in text and "RUNNING" in text and job_group in text
+
+
+def child_env():
+    from camflow.infra.flink import child_env as env
+    return env()
+
+
+def camflow_status(*args: str) -> dict:
+    done = subprocess.run([sys.executable, "-m", "camflow.cli", "status", *args],
+                          capture_output=True, text=True, env=child_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
