@@ -98,7 +98,8 @@ def cmd_models(args) -> int:
     from camflow.models import build as model_build
     from camflow.models import registry
     if args.action == "build":
-        model_build.build(names=args.names or None, force=args.force)
+        model_build.build(names=args.names or None, force=args.force,
+                          progress=progress_wanted(args))
     for row in registry.list_models():
         print("  ".join(f"{k}={v}" for k, v in row.items()))
     return 0
@@ -184,7 +185,8 @@ def cmd_search(args) -> int:
         if args.threshold is not None and not 0 < args.threshold <= 1:
             raise SearchError(f"--threshold {args.threshold}: must be in (0, 1]")
         result = search(config, args.subject, since_ms, threshold=args.threshold,
-                        store_url=args.store, progress=sys.stderr.isatty())
+                        store_url=args.store,
+                        progress=False if args.quiet else sys.stderr.isatty())
     except SearchError as exc:
         print(f"camflow search: {exc}", file=sys.stderr)
         return 2
@@ -209,7 +211,8 @@ def cmd_zones(args) -> int:
 def cmd_replay(args) -> int:
     from .replay import replay
     summary = replay(_config(args), args.video, args.camera, fps=args.fps,
-                     print_alert=lambda alert: print(json.dumps(alert), flush=True))
+                     print_alert=lambda alert: print(json.dumps(alert), flush=True),
+                     progress=progress_wanted(args))
     print(json.dumps(summary))
     return 0
 
@@ -276,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["build", "list"])
     p.add_argument("names", nargs="*")
     p.add_argument("--force", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("eval", help="measure model accuracy on labelled data")
@@ -326,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float,
                    help="cosine similarity (default: job.watchlist.face_threshold)")
     p.add_argument("--store")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--config")
     p.set_defaults(func=cmd_search)
 
@@ -342,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", required=True, help="camera id (a camera the config lacks gets the zone-free rules)")
     p.add_argument("--config")
     p.add_argument("--fps", type=float)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("status", help="topic lags per consumer group and the Flink job's health")
