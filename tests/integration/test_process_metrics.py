@@ -2,7 +2,6 @@
 commands run against the real broker (and, for ingest, a real video)."""
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
