@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 import urllib.error
 import urllib.request
 
@@ -46,7 +47,7 @@ def kafka_status(kafka: Kafka, exact: bool = False, timeout: float = 10.0) -> di
 
     admin = AdminClient(kafka.client_conf())
     metadata = admin.list_topics(timeout=timeout).topics
-    rows = []
+    rows, present = [], []
     for kind in TOPICS:
         topic = getattr(kafka.topics, kind)
         meta = metadata.get(topic)
@@ -64,9 +65,14 @@ def kafka_status(kafka: Kafka, exact: bool = False, timeout: float = 10.0) -> di
             committed = {tp.partition: tp.offset if tp.offset >= 0 else None
                          for tp in found[group].result().topic_partitions}
             groups[group] = committed
-        if exact:
-            ends = read_ends(kafka, topic, ends, groups)
-        row["partitions"] = len(partitions)
+        present.append((row, len(partitions), ends, groups))
+    if exact:  # every topic read at once: each read ends after a second without records
+        with ThreadPoolExecutor(max_workers=len(present) or 1) as pool:
+            exact_ends = list(pool.map(lambda f: read_ends(kafka, f[0]["topic"], f[2], f[3]),
+                                       present))
+        present = [(row, n, ends, groups) for (row, n, _, groups), ends in zip(present, exact_ends)]
+    for row, partitions, ends, groups in present:
+        row["partitions"] = partitions
         row["end"] = {str(p): o for p, o in sorted(ends.items())}
         row["groups"] = [{"group": group, **lags(ends, committed)}
                          for group, committed in groups.items()]
