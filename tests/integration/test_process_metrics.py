@@ -115,3 +115,14 @@ def test_sink_serves_consumed_written_rejected_and_batch_metrics(kafka_bootstrap
     assert seen[("camflow_sink_batch_seconds_count",)] >= 1
     assert seen[("camflow_sink_consumer_lag", ("partition", "0"), topic)] >= 0
     assert process.returncode == 0, err
+
+
+def test_reconnects_of_a_live_source_are_heard():
+    from camflow.sampler import SourceError, sample_stream
+    port = free_port()  # nothing listens there: every open fails
+    attempts = []
+    with pytest.raises(SourceError):
+        list(sample_stream(f"rtsp://127.0.0.1:{port}/cam", fps=1, give_up_after_s=1.2,
+                           on_reconnect=lambda: attempts.append(time.monotonic())))
+    # a retry after 0.5 s and another after 1 s more, then it gives up (fewer if opens are slow)
+    assert 1 <= len(attempts) <= 2
