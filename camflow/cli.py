@@ -14,6 +14,20 @@ def _config(args):
     return load_config(getattr(args, "config", None))
 
 
+def serve_metrics(port: int | None) -> None:
+    """``--metrics-port``: Prometheus ``/metrics`` of this process (camflow.metrics)."""
+    if port is not None:
+        from .metrics import serve
+        serve(port)
+        print(f"camflow: metrics on http://0.0.0.0:{port}/metrics", file=sys.stderr)
+
+
+def progress_wanted(args) -> bool | None:
+    """Progress bars on stderr: off with ``--quiet``; else only when stderr is a terminal
+    (None lets tqdm decide that)."""
+    return False if getattr(args, "quiet", False) else None
+
+
 def cmd_ingest(args) -> int:
     from .sampler import SourceError, ingest
     config = _config(args)
@@ -23,9 +37,11 @@ def cmd_ingest(args) -> int:
     if not source:
         raise SystemExit(f"camflow ingest: no --source and camera {args.camera!r} has none configured")
     max_width = args.max_width or (camera.max_width if camera else 960)
+    serve_metrics(args.metrics_port)
     try:
         report = ingest(config.kafka, args.camera, source, fps, max_width=max_width,
-                        max_frames=args.max_frames, realtime=args.realtime)
+                        max_frames=args.max_frames, realtime=args.realtime,
+                        progress=progress_wanted(args))
     except SourceError as exc:
         print(f"camflow ingest: {exc}", file=sys.stderr)
         return 2
@@ -70,6 +86,7 @@ def cmd_job_submit(args) -> int:
 def cmd_sink(args) -> int:
     from .sink import run_sink
     config = _config(args)
+    serve_metrics(args.metrics_port)
     report = run_sink(config, store_url=args.store, idle_exit_s=args.idle_exit)
     print(json.dumps({"written": report.written, "rejected": report.rejected,
                       "expired_embeddings": report.expired_embeddings,
@@ -81,7 +98,8 @@ def cmd_models(args) -> int:
     from camflow.models import build as model_build
     from camflow.models import registry
     if args.action == "build":
-        model_build.build(names=args.names or None, force=args.force)
+        model_build.build(names=args.names or None, force=args.force,
+                          progress=progress_wanted(args))
     for row in registry.list_models():
         print("  ".join(f"{k}={v}" for k, v in row.items()))
     return 0
@@ -167,7 +185,8 @@ def cmd_search(args) -> int:
         if args.threshold is not None and not 0 < args.threshold <= 1:
             raise SearchError(f"--threshold {args.threshold}: must be in (0, 1]")
         result = search(config, args.subject, since_ms, threshold=args.threshold,
-                        store_url=args.store, progress=sys.stderr.isatty())
+                        store_url=args.store,
+                        progress=False if args.quiet else sys.stderr.isatty())
     except SearchError as exc:
         print(f"camflow search: {exc}", file=sys.stderr)
         return 2
@@ -192,7 +211,8 @@ def cmd_zones(args) -> int:
 def cmd_replay(args) -> int:
     from .replay import replay
     summary = replay(_config(args), args.video, args.camera, fps=args.fps,
-                     print_alert=lambda alert: print(json.dumps(alert), flush=True))
+                     print_alert=lambda alert: print(json.dumps(alert), flush=True),
+                     progress=progress_wanted(args))
     print(json.dumps(summary))
     return 0
 
@@ -240,6 +260,21 @@ def cmd_console(args) -> int:
     return serve(_config(args), store_url=args.store, host=args.host, port=args.port)
 
 
+def cmd_status(args) -> int:
+    """Topic lags per consumer group and the Flink job's health (camflow/status.py)."""
+    from confluent_kafka import KafkaException
+
+    from .status import format_status, status
+    config = _config(args)
+    try:
+        report = status(config, exact=args.exact, flink_url=args.flink_url)
+    except KafkaException as exc:
+        print(f"camflow status: Kafka {config.kafka.bootstrap_servers}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report) if args.json else "\n".join(format_status(report)))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
     return run_demo(args.config, video=args.video, fps=args.fps, cameras=args.cameras,
@@ -258,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int)
     p.add_argument("--realtime", action="store_true", help="pace file replay at the video's speed")
     p.add_argument("--config")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_ingest)
 
     job = sub.add_parser("job", help="run or submit the Flink job").add_subparsers(dest="action", required=True)
@@ -278,12 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config")
     p.add_argument("--store", help="duckdb:///PATH or postgresql://... (default: config store.url)")
     p.add_argument("--idle-exit", type=float, help="stop after this many seconds without records")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
     p.set_defaults(func=cmd_sink)
 
     p = sub.add_parser("models", help="build or list the default models")
     p.add_argument("action", choices=["build", "list"])
     p.add_argument("names", nargs="*")
     p.add_argument("--force", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("eval", help="measure model accuracy on labelled data")
@@ -334,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float,
                    help="cosine similarity (default: job.watchlist.face_threshold)")
     p.add_argument("--store")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--config")
     p.set_defaults(func=cmd_search)
 
@@ -350,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", required=True, help="camera id (a camera the config lacks gets the zone-free rules)")
     p.add_argument("--config")
     p.add_argument("--fps", type=float)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("report", help="alerts, counts, anomalies, subject paths and evidence "
@@ -370,6 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store")
     p.add_argument("--config")
     p.set_defaults(func=cmd_console)
+    p = sub.add_parser("status", help="topic lags per consumer group and the Flink job's health")
+    p.add_argument("--config")
+    p.add_argument("--exact", action="store_true",
+                   help="find end offsets by reading the partitions (the dev broker reports "
+                        "wrong ones after batched writes)")
+    p.add_argument("--flink-url", help="Flink REST API (default: job.rest_url)")
+    p.add_argument("--json", action="store_true", help="everything as one JSON object")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("demo", help="sample a video, run the job on the mini-cluster, summarise")
     p.add_argument("--config", default=None)

@@ -215,6 +215,11 @@ class Job(Strict):
     liveness: LivenessConfig = LivenessConfig()
     limits: Limits = Limits()
     reject_unknown_cameras: bool = Field(True, description="frames from cameras not in the config go to dead-letters")
+    flink_options: dict[str, str] = Field(default_factory=dict, description=(
+        "extra Flink options for the job, e.g. {'rest.port': '8082'} to serve the embedded "
+        "mini-cluster's REST API (metrics) on a fixed port, or a metrics reporter"))
+    rest_url: str | None = Field("http://localhost:8081", description=(
+        "Flink REST API that `camflow status` asks for job health (None: do not ask)"))
 
 
 class Store(Strict):

@@ -166,10 +166,15 @@ class ReliablePublisher:
     acknowledgements for ``stall_s`` (e.g. a broker that came back without its producer state,
     as the in-memory dev broker does) is replaced and the unacknowledged records are sent
     again. At least once: a record may arrive twice, so consumers dedupe by its identity
-    (camera + sequence for frames)."""
+    (camera + sequence for frames). ``on_ack(seconds)`` hears each first acknowledgement with
+    the time since the record was sent, ``on_rotate()`` each producer restart (metrics)."""
 
-    def __init__(self, kafka: Kafka, topic: str, stall_s: float = 20.0, max_rotations: int = 10):
+    def __init__(self, kafka: Kafka, topic: str, stall_s: float = 20.0, max_rotations: int = 10,
+                 on_ack: Callable[[float], None] | None = None,
+                 on_rotate: Callable[[], None] | None = None):
         self.kafka, self.topic = kafka, topic
+        self.on_ack, self.on_rotate = on_ack, on_rotate
+        self.sent_at: dict[object, float] = {}
         self.stall_s, self.max_rotations = stall_s, max_rotations
         self.pending: dict[object, tuple[bytes | None, bytes, int | None]] = {}
         self.next_offsets: dict[tuple[str, int], int] = {}
@@ -185,12 +190,16 @@ class ReliablePublisher:
             del self.pending[ident]
             self.acked += 1
             self.last_ack = time.monotonic()
+            sent = self.sent_at.pop(ident, None)
+            if self.on_ack is not None and sent is not None:
+                self.on_ack(self.last_ack - sent)
             key = (msg.topic(), msg.partition())
             self.next_offsets[key] = max(self.next_offsets.get(key, 0), msg.offset() + 1)
         return done
 
     def send(self, ident, key: bytes | None, value: bytes, timestamp_ms: int | None) -> None:
         self.pending[ident] = (key, value, timestamp_ms)
+        self.sent_at[ident] = time.monotonic()
         produce_reliably(self.producer, self.topic, value, key, timestamp_ms, self._on_delivery(ident))
         if self.pending and time.monotonic() - self.last_ack > self.stall_s:
             self._rotate()
@@ -201,6 +210,8 @@ class ReliablePublisher:
             raise RuntimeError(f"{self.topic}: {len(self.pending)} records unacknowledged after "
                                f"{self.rotations} producer restarts")
         self.rotations += 1
+        if self.on_rotate is not None:
+            self.on_rotate()
         self.producer.purge()
         self.producer.flush(0)
         self.producer = reliable_producer(self.kafka)

@@ -8,9 +8,12 @@ rules apply with their defaults.
 """
 from __future__ import annotations
 
+import sys
+import threading
 import time
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 from typing import Callable
 
 from camflow.schemas.codec import AvroCodec
@@ -34,8 +37,44 @@ def replay_config(config: Config, camera_id: str) -> Config:
     return config.model_copy(update={"kafka": kafka, "cameras": cameras})
 
 
+@contextmanager
+def analysis_progress(config: Config, frames: int, progress: bool | None):
+    """A progress bar of the job's run: frames whose analysis reached the analyses topic
+    (read alongside by a consumer thread; nothing happens when the bar is off)."""
+    from tqdm import tqdm
+    bar = tqdm(total=frames, unit="frame", desc="analyse", file=sys.stderr,
+               disable=None if progress is None else not progress)
+    if bar.disable:
+        yield
+        return
+    from confluent_kafka import Consumer, TopicPartition
+    stop = threading.Event()
+
+    def follow():
+        consumer = Consumer({**config.kafka.client_conf(), "group.id": "camflow-replay-progress",
+                             "enable.auto.commit": False})
+        consumer.assign([TopicPartition(config.kafka.topics.analyses, 0, 0)])
+        try:
+            while not stop.is_set() and bar.n < frames:
+                msg = consumer.poll(0.5)
+                if msg is not None and not msg.error():
+                    bar.update(1)
+        finally:
+            consumer.close()
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        follower.join(timeout=5)
+        bar.close()
+
+
 def replay(config: Config, video: str, camera_id: str, fps: float | None = None,
-           print_alert: Callable[[dict], None] | None = None) -> dict:
+           print_alert: Callable[[dict], None] | None = None,
+           progress: bool | None = None) -> dict:
+    """``progress``: bars for sampling and analysis on stderr (None: when it is a terminal)."""
     from camflow.jobs.camera_job import run
 
     started = time.monotonic()
@@ -44,7 +83,8 @@ def replay(config: Config, video: str, camera_id: str, fps: float | None = None,
     for name in ("frames", "analyses", "alerts", "aggregates", "dead_letters", "sightings",
                  "face_embeddings"):
         ensure_topic(config.kafka, getattr(topics, name), 1)
-    report = ingest(config.kafka, camera_id, video, fps or camera.fps, max_width=camera.max_width)
+    report = ingest(config.kafka, camera_id, video, fps or camera.fps, max_width=camera.max_width,
+                    progress=progress)
     stops = {partition: offset for (_, partition), offset in report.next_offsets.items()}
     watchlist_stops = None
     try:  # the current watchlist, if the deployment has one
@@ -52,7 +92,9 @@ def replay(config: Config, video: str, camera_id: str, fps: float | None = None,
         watchlist_stops = scan_next_offsets(config.kafka, topics.watchlist, idle_timeout_s=1.5)
     except Exception:  # noqa: BLE001 - no watchlist topic: replay without one
         pass
-    run(config, stops, watchlist_stop_offsets=watchlist_stops, job_name=f"camflow-replay-{camera_id}")
+    with analysis_progress(config, report.frames, progress):
+        run(config, stops, watchlist_stop_offsets=watchlist_stops,
+            job_name=f"camflow-replay-{camera_id}")
     alerts = [AvroCodec("Alert").decode(m.value())
               for m in read_topic(config.kafka, topics.alerts, idle_timeout_s=2.0)]
     alerts.sort(key=lambda a: (a["time_ms"], a["type"], a["alert_id"]))

@@ -24,6 +24,7 @@ from camflow.transforms.frames import encode_jpeg, resize_to_max_width
 
 from .config import Kafka
 from .kafka import ReliablePublisher
+from .metrics import SamplerMetrics
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
 SNAPSHOT_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -89,9 +90,10 @@ def sample_file(source: str, fps: float, start_ms: int | None = None,
 
 
 def sample_stream(source: str, fps: float, max_frames: int | None = None,
-                  max_backoff_s: float = 30.0, give_up_after_s: float | None = None
-                  ) -> Iterator[SampledFrame]:
-    """Frames of a live source by wall clock; reconnects with backoff, forever by default."""
+                  max_backoff_s: float = 30.0, give_up_after_s: float | None = None,
+                  on_reconnect=None) -> Iterator[SampledFrame]:
+    """Frames of a live source by wall clock; reconnects with backoff, forever by default
+    (``on_reconnect()`` hears each attempt)."""
     backoff = 0.5
     emitted = 0
     down_since: float | None = None
@@ -104,6 +106,8 @@ def sample_stream(source: str, fps: float, max_frames: int | None = None,
             if give_up_after_s is not None and time.monotonic() - down_since > give_up_after_s:
                 raise
             print(f"camflow ingest: {exc}; retrying in {backoff:.1f}s", file=sys.stderr)
+            if on_reconnect is not None:
+                on_reconnect()
             time.sleep(backoff)
             backoff = min(max_backoff_s, backoff * 2)
             continue
@@ -125,6 +129,8 @@ def sample_stream(source: str, fps: float, max_frames: int | None = None,
         except SourceError as exc:
             down_since = down_since or time.monotonic()
             print(f"camflow ingest: {exc}; reconnecting in {backoff:.1f}s", file=sys.stderr)
+            if on_reconnect is not None:
+                on_reconnect()
             time.sleep(backoff)
             backoff = min(max_backoff_s, backoff * 2)
         finally:
@@ -169,18 +175,23 @@ def ingest(kafka: Kafka, camera_id: str, source: str, fps: float, max_width: int
            sampler_id: str | None = None) -> IngestReport:
     """Sample ``source`` and publish FrameSamples keyed by camera; returns once all are acked."""
     codec = AvroCodec("FrameSample", kafka.registry_conf(), subject=f"{kafka.topics.frames}-value")
-    publisher = ReliablePublisher(kafka, kafka.topics.frames)
+    metrics = SamplerMetrics(camera_id)  # served by `camflow ingest --metrics-port`
+    publisher = ReliablePublisher(kafka, kafka.topics.frames, on_ack=metrics.acked,
+                                  on_rotate=metrics.producer_restarts.inc)
+    metrics.unacknowledged.set_function(lambda: len(publisher.pending))
     sampler_id = sampler_id or f"{socket.gethostname()}:{os.getpid()}"
     report = IngestReport(camera_id)
     started = time.monotonic()
     if is_stream(source):
-        frames = sample_stream(source, fps, max_frames=max_frames)
+        frames = sample_stream(source, fps, max_frames=max_frames,
+                               on_reconnect=metrics.reconnects.inc)
         bar = None
     else:
         frames = sample_file(source, fps, start_ms=start_ms, realtime=realtime, max_frames=max_frames)
         bar = _progress_bar(source, fps, max_frames, progress)
     key = camera_id.encode()
     for frame in frames:
+        metrics.sampled.inc()
         image = resize_to_max_width(frame.image, max_width)
         jpeg = encode_jpeg(image, quality)
         value = codec.encode({
@@ -189,6 +200,7 @@ def ingest(kafka: Kafka, camera_id: str, source: str, fps: float, max_width: int
             "height": int(image.shape[0]), "sampler_id": sampler_id,
         })
         publisher.send(frame.sequence, key, value, frame.capture_ms)
+        metrics.published.inc()
         report.frames += 1
         report.bytes += len(value)
         if bar is not None:
@@ -198,6 +210,7 @@ def ingest(kafka: Kafka, camera_id: str, source: str, fps: float, max_width: int
     try:
         publisher.close(timeout_s=180)
     except RuntimeError as exc:
+        metrics.dropped("unacknowledged", len(publisher.pending))
         raise RuntimeError(f"{camera_id}: {exc}") from exc
     report.seconds = time.monotonic() - started
     report.producer_restarts = publisher.rotations

@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from camflow.schemas.codec import AvroCodec, SchemaError
 
+from . import metrics
 from .config import Config
 from .store import AnalystStore
 
@@ -30,6 +31,21 @@ class SinkReport:
 
 
 RETENTION_EVERY_S = 60.0
+LAG_EVERY_S = 5.0
+# The store table each record kind is upserted into (its main table), for the metrics.
+TABLE_OF = {"upsert_alert": "alerts", "upsert_aggregate": "aggregates",
+            "upsert_analysis": "frame_analyses", "upsert_sighting": "sightings",
+            "insert_watchlist_change": "watchlist_audit", "upsert_face_embedding": "face_embeddings"}
+
+
+def update_lag(consumer: Consumer) -> None:
+    """Consumer lag per assigned partition from the end offsets the broker last reported with
+    its fetch responses (no extra request; Tansu's are wrong after batched writes)."""
+    assigned = consumer.assignment()
+    for tp in consumer.position(assigned) if assigned else []:
+        _, end = consumer.get_watermark_offsets(tp, cached=True)
+        if end >= 0 and tp.offset >= 0:
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - tp.offset))
 
 
 def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | None = None,
@@ -66,7 +82,7 @@ def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | 
     consumer.subscribe(list(handlers))
     report = SinkReport(written={t: 0 for t in handlers})
     started = last_record = time.monotonic()
-    last_retention = None
+    last_retention = last_lag = None
     stopping = []
     previous_handler = None
     if threading.current_thread() is threading.main_thread():
@@ -86,20 +102,25 @@ def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | 
                 break
             messages = consumer.consume(batch_size, timeout=0.5)
             processed = 0
+            batch_started = time.perf_counter()
             for msg in messages:
                 if msg.error():
                     # A topic nobody has written yet (e.g. sightings before the first match).
                     if msg.error().code() in (KafkaError._PARTITION_EOF,
                                               KafkaError.UNKNOWN_TOPIC_OR_PART):
                         continue
+                    metrics.SINK_ERRORS.labels("kafka").inc()
                     raise KafkaException(msg.error())
                 last_record = time.monotonic()
                 processed += 1
+                metrics.RECORDS_CONSUMED.labels(msg.topic()).inc()
                 codec, method = handlers[msg.topic()]
                 try:
                     getattr(store, method)(codec.decode(msg.value()))
                     report.written[msg.topic()] += 1
+                    metrics.ROWS_WRITTEN.labels(TABLE_OF[method]).inc()
                 except SchemaError as exc:
+                    metrics.SINK_ERRORS.labels("rejected").inc()
                     print(f"camflow sink: {msg.topic()}[{msg.partition()}]@{msg.offset()}: {exc}",
                           file=sys.stderr)
                     store.reject(msg.topic(), msg.partition(), msg.offset(), exc.reason, msg.value())
@@ -107,6 +128,10 @@ def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | 
             if processed:
                 store.commit()
                 consumer.commit(asynchronous=False)
+                metrics.BATCH_LATENCY.observe(time.perf_counter() - batch_started)
+            if last_lag is None or time.monotonic() - last_lag >= LAG_EVERY_S:
+                update_lag(consumer)
+                last_lag = time.monotonic()
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)

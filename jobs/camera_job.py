@@ -31,14 +31,18 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.datastream.window import SlidingEventTimeWindows, TumblingEventTimeWindows
 
 from camflow.config import Config, load_config
-from camflow.schemas.codec import AvroCodec
 from camflow.jobs import operators as op
 from camflow.jobs.kafka_io import BYTES, bytes_sink, frames_source, watchlist_source
 
 
-def encoder(contract: str, config: Config, topic: str):
-    codec = AvroCodec(contract, config.kafka.registry_conf(), subject=f"{topic}-value")
-    return lambda record: codec.encode(record)
+# Sink records counted per value of a field as well (see ``op.EncodeRecords``).
+COUNTED_BY = {"Alert": ("alerts", "type"), "DeadLetter": ("dead_letters", "reason")}
+
+
+def encoder(contract: str, config: Config, topic: str, prepare=None) -> op.EncodeRecords:
+    count_as, count_by = COUNTED_BY.get(contract, (None, None))
+    return op.EncodeRecords(contract, config.kafka.registry_conf(), topic, count_as, count_by,
+                            prepare)
 
 
 def build_pipeline(env: StreamExecutionEnvironment, config: Config,
@@ -104,7 +108,7 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
                    .process(op.MatchWatchlist(config)).name("match-watchlist").uid("match-watchlist"))
         alerts = alerts.union(matches)
         matches.get_side_output(op.SIGHTINGS) \
-            .map(encoder("Sighting", config, topics.sightings), BYTES) \
+            .map(encoder("Sighting", config, topics.sightings), BYTES).name("encode-sightings") \
             .sink_to(bytes_sink(kafka, topics.sightings)).name("sightings").uid("sightings-sink")
         face_embeddings = matches.get_side_output(op.FACE_EMBEDDINGS)
     else:
@@ -114,6 +118,7 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
                                .flat_map(op.unmatched_faces).name("faces-unmatched"))
     if face_embeddings is not None:
         face_embeddings.map(encoder("FaceEmbedding", config, topics.face_embeddings), BYTES) \
+            .name("encode-face-embeddings") \
             .sink_to(bytes_sink(kafka, topics.face_embeddings)).name("face-embeddings").uid("face-embeddings-sink")
 
     dead_letters = (admitted.get_side_output(op.DEAD_LETTERS)
@@ -122,13 +127,14 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
                            .process(op.LateFrames(topics.frames)),
                            *watchlist_errors))
 
-    analyses.map(op.encode_analysis).map(encoder("FrameAnalysis", config, topics.analyses), BYTES) \
+    analyses.map(encoder("FrameAnalysis", config, topics.analyses, op.encode_analysis), BYTES) \
+        .name("encode-analyses") \
         .sink_to(bytes_sink(kafka, topics.analyses)).name("analyses").uid("analyses-sink")
-    aggregates.map(encoder("Aggregate", config, topics.aggregates), BYTES) \
+    aggregates.map(encoder("Aggregate", config, topics.aggregates), BYTES).name("encode-aggregates") \
         .sink_to(bytes_sink(kafka, topics.aggregates)).name("aggregates").uid("aggregates-sink")
-    alerts.map(encoder("Alert", config, topics.alerts), BYTES) \
+    alerts.map(encoder("Alert", config, topics.alerts), BYTES).name("encode-alerts") \
         .sink_to(bytes_sink(kafka, topics.alerts)).name("alerts").uid("alerts-sink")
-    dead_letters.map(encoder("DeadLetter", config, topics.dead_letters), BYTES) \
+    dead_letters.map(encoder("DeadLetter", config, topics.dead_letters), BYTES).name("encode-dead-letters") \
         .sink_to(bytes_sink(kafka, topics.dead_letters)).name("dead-letters").uid("dead-letters-sink")
 
 
@@ -155,6 +161,7 @@ def make_env(config: Config, parallelism: int | None = None,
     from camflow.infra.flink import make_env as configured_env
     options = {"python.fn-execution.bundle.time": str(config.job.python_bundle_ms),
                "python.fn-execution.bundle.size": str(config.job.python_bundle_size)}
+    options.update(config.job.flink_options)
     if config.job.checkpoint_dir:
         options.update({"execution.checkpointing.dir": config.job.checkpoint_dir,
                         "execution.checkpointing.externalized-checkpoint-retention":

@@ -10,12 +10,13 @@ from typing import Iterable
 
 from pyflink.common import Types
 from pyflink.common.watermark_strategy import TimestampAssigner
-from pyflink.datastream import (AggregateFunction, KeyedProcessFunction, OutputTag,
+from pyflink.datastream import (AggregateFunction, KeyedProcessFunction, MapFunction, OutputTag,
                                 ProcessFunction, ProcessWindowFunction, RuntimeContext)
 from pyflink.datastream.functions import KeyedBroadcastProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from camflow.config import Config
+from camflow.jobs.metrics import OperatorMetrics, analyse_metrics, count_analysis
 from camflow.schemas.codec import AvroCodec, SchemaError
 from camflow.transforms import aggregate, frames
 from camflow.transforms.alerts import CrowdLimitRule
@@ -76,14 +77,18 @@ class AdmitFrames(ProcessFunction):
         self.known_cameras = ({c.id for c in config.cameras}
                               if config.job.reject_unknown_cameras else None)
         self.codec: AvroCodec | None = None
+        self.metrics = None
 
     def open(self, runtime_context: RuntimeContext):
         self.codec = AvroCodec("FrameSample", self.registry, subject=f"{self.topic}-value")
+        self.metrics = OperatorMetrics(runtime_context).declare("frames_in")
 
     def process_element(self, value: bytes, ctx: ProcessFunction.Context):
+        self.metrics.inc("frames_in")
         try:
             record = self.codec.decode(value)
         except SchemaError as exc:
+            self.metrics.inc("frames_rejected", reason=exc.reason)
             yield DEAD_LETTERS, dead_letter(exc.reason, exc.message, "admit", self.topic, value)
             return
         camera_id = record["camera_id"]
@@ -93,6 +98,7 @@ class AdmitFrames(ProcessFunction):
             record["admitted_ms"] = now_ms()
             frames.check_timestamp(record["capture_ms"], record["admitted_ms"], self.limits)
         except frames.BadFrame as exc:
+            self.metrics.inc("frames_rejected", reason=exc.reason_code)
             yield DEAD_LETTERS, dead_letter(exc.reason_code, exc.message, "admit", self.topic,
                                             value, camera_id)
             return
@@ -183,12 +189,14 @@ class AnalyseFrames(KeyedProcessFunction):
         self.recognition_state = None
         self.behaviour_state = None
         self.liveness_state = None
+        self.metrics = None
 
     def open(self, runtime_context: RuntimeContext):
         self.detector = load_detector(self.config)
         self.recognition = load_recognition(self.config)
         self.motion_state = runtime_context.get_state(
             ValueStateDescriptor("motion", Types.PICKLED_BYTE_ARRAY()))
+        self.metrics = analyse_metrics(runtime_context, self)  # times the models in place
         self.tracker_state = runtime_context.get_state(
             ValueStateDescriptor("tracker", Types.PICKLED_BYTE_ARRAY()))
         self.recognition_state = runtime_context.get_state(
@@ -223,6 +231,7 @@ class AnalyseFrames(KeyedProcessFunction):
             yield ALERTS, alert
         yield from self._check_liveness(analysis.camera_id, analysis.capture_ms, ctx)
         analysis.image = None  # the decoded frame stays inside this operator chain
+        count_analysis(self.metrics, analysis)
         yield analysis
 
     def _detect(self, analysis) -> None:
@@ -385,12 +394,19 @@ class MatchWatchlist(KeyedBroadcastProcessFunction):
         self.plate_index = None
         self.faces_state = None
         self.plates_state = None
+        self.metrics = None
 
     def open(self, runtime_context: RuntimeContext):
+        self.metrics = OperatorMetrics(runtime_context).declare("watchlist_matches")
+        self.metrics.gauge("watchlist_faces", lambda: self._watchlist_size("face"))
+        self.metrics.gauge("watchlist_plates", lambda: self._watchlist_size("plate"))
         self.faces_state = runtime_context.get_state(
             ValueStateDescriptor("faces", Types.PICKLED_BYTE_ARRAY()))
         self.plates_state = runtime_context.get_state(
             ValueStateDescriptor("plates", Types.PICKLED_BYTE_ARRAY()))
+
+    def _watchlist_size(self, kind: str) -> int:
+        return len(self.watchlist.of_kind(kind)) if self.watchlist is not None else 0
 
     def _derive(self, entries) -> None:
         self.watchlist = wl.WatchlistState().apply_all(entries)
@@ -438,6 +454,7 @@ class MatchWatchlist(KeyedBroadcastProcessFunction):
             self.plates_state.update(state)
             alerts += self._with_evidence(found[0], analysis, analysis.plates)
             sightings += found[1]
+        self.metrics.inc("watchlist_matches", len(sightings))
         for sighting in sightings:
             yield SIGHTINGS, sighting
         yield from alerts
@@ -464,3 +481,29 @@ def unmatched_faces(analysis) -> list[dict]:
     read as an unmatched FaceEmbedding, so that it can still be searched later."""
     return wl.face_embedding_records(analysis.camera_id, analysis.capture_ms, analysis.sequence,
                                      analysis.faces)
+
+
+class EncodeRecords(MapFunction):
+    """Records -> Avro bytes for a Kafka sink, counted on the way out: ``records_out``, and
+    with ``count_as``/``count_by`` also per value of a field (alerts by type, dead letters by
+    reason: ``type.crowd_limit.alerts``, ``reason.corrupt_jpeg.dead_letters``).
+    ``prepare`` turns the element into the record first (e.g. ``encode_analysis``)."""
+
+    def __init__(self, contract: str, registry: dict | None, topic: str,
+                 count_as: str | None = None, count_by: str | None = None, prepare=None):
+        self.contract, self.registry, self.topic = contract, registry, topic
+        self.count_as, self.count_by, self.prepare = count_as, count_by, prepare
+        self.codec = None
+        self.metrics = None
+
+    def open(self, runtime_context: RuntimeContext):
+        self.codec = AvroCodec(self.contract, self.registry, subject=f"{self.topic}-value")
+        self.metrics = OperatorMetrics(runtime_context).declare("records_out")
+
+    def map(self, record) -> bytes:
+        if self.prepare is not None:
+            record = self.prepare(record)
+        self.metrics.inc("records_out")
+        if self.count_as:
+            self.metrics.inc(self.count_as, **{self.count_by: record.get(self.count_by)})
+        return self.codec.encode(record)

@@ -56,7 +56,8 @@ class BuildError(RuntimeError):
 
 
 def log(msg: str) -> None:
-    print(f"[camflow.models.build] {msg}", file=sys.stderr, flush=True)
+    from tqdm import tqdm
+    tqdm.write(f"[camflow.models.build] {msg}", file=sys.stderr)  # above a progress bar, if any
 
 
 def _mismatch(model: str, what: str, got: str, expected: str, hint: str = "") -> BuildError:
@@ -438,9 +439,12 @@ def build_one(entry: ModelEntry, cache: Path, force: bool = False, strict: bool 
 
 
 def build(names: list[str] | None = None, cache_dir: Path | str | None = None,
-          force: bool = False, strict: bool = True) -> dict[str, Path]:
+          force: bool = False, strict: bool = True, progress: bool | None = False
+          ) -> dict[str, Path]:
     """Obtain, convert and verify the named models (all of them when ``names`` is None):
-    ``{name: verified path}``. Raises ``BuildError`` (model, file and both hashes) on a mismatch."""
+    ``{name: verified path}``. Raises ``BuildError`` (model, file and both hashes) on a mismatch.
+    ``progress``: a bar per model on stderr (None: only when stderr is a terminal)."""
+    from tqdm import tqdm
     cache = Path(cache_dir) if cache_dir else registry.cache_dir()
     entries = registry.load_manifest()
     names = list(entries) if names is None else list(names)
@@ -448,7 +452,12 @@ def build(names: list[str] | None = None, cache_dir: Path | str | None = None,
     if unknown:
         raise KeyError(f"unknown model(s) {unknown}; known: {sorted(entries)}")
     t0 = time.perf_counter()
-    out = {n: build_one(entries[n], cache, force=force, strict=strict) for n in names}
+    out = {}
+    with tqdm(names, desc="models", unit="model", file=sys.stderr,
+              disable=None if progress is None else not progress) as bar:
+        for n in bar:
+            bar.set_postfix_str(n)
+            out[n] = build_one(entries[n], cache, force=force, strict=strict)
     log(f"{len(out)} model(s) verified in {time.perf_counter() - t0:.2f}s")
     return out
 
