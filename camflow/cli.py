@@ -15,6 +15,7 @@ def _config(args):
 
 
 def cmd_ingest(args) -> int:
+    from .overload import DEFAULT_MAX_IN_FLIGHT
     from .sampler import SourceError, ingest
     config = _config(args)
     camera = config.camera(args.camera)
@@ -23,14 +24,20 @@ def cmd_ingest(args) -> int:
     if not source:
         raise SystemExit(f"camflow ingest: no --source and camera {args.camera!r} has none configured")
     max_width = args.max_width or (camera.max_width if camera else 960)
+    if args.max_in_flight is not None and args.max_in_flight < 1:
+        raise SystemExit(f"camflow ingest: --max-in-flight must be at least 1, not {args.max_in_flight}")
     try:
         report = ingest(config.kafka, args.camera, source, fps, max_width=max_width,
-                        max_frames=args.max_frames, realtime=args.realtime)
+                        max_frames=args.max_frames, realtime=args.realtime,
+                        policy=args.policy or (camera.sampler_policy if camera else "keep-all"),
+                        max_in_flight=args.max_in_flight or (
+                            camera.sampler_max_in_flight if camera else DEFAULT_MAX_IN_FLIGHT))
     except SourceError as exc:
         print(f"camflow ingest: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"camera": report.camera_id, "frames": report.frames, "bytes": report.bytes,
-                      "seconds": round(report.seconds, 2)}))
+                      "seconds": round(report.seconds, 2), "policy": report.policy,
+                      "dropped": report.dropped}))
     return 0
 
 
@@ -214,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-width", type=int)
     p.add_argument("--max-frames", type=int)
     p.add_argument("--realtime", action="store_true", help="pace file replay at the video's speed")
+    p.add_argument("--policy", choices=["keep-all", "latest-only"],
+                   help="when the broker falls behind: keep-all waits (never drops), latest-only "
+                        "drops older unsent frames (default: the camera's sampler_policy, else keep-all)")
+    p.add_argument("--max-in-flight", type=int, metavar="N",
+                   help="unacknowledged frames before the policy applies (default: the camera's "
+                        "sampler_max_in_flight, else 100)")
     p.add_argument("--config")
     p.set_defaults(func=cmd_ingest)
 

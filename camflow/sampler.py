@@ -24,6 +24,7 @@ from camflow.transforms.frames import encode_jpeg, resize_to_max_width
 
 from .config import Kafka
 from .kafka import ReliablePublisher
+from .overload import DEFAULT_MAX_IN_FLIGHT
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
 SNAPSHOT_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -161,17 +162,24 @@ class IngestReport:
     seconds: float = 0.0
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     producer_restarts: int = 0
+    policy: str = "keep-all"
+    dropped: int = 0  # latest-only: older unsent frames dropped while the broker was behind
 
 
 def ingest(kafka: Kafka, camera_id: str, source: str, fps: float, max_width: int = 960,
            quality: int = 85, max_frames: int | None = None, realtime: bool = False,
            start_ms: int | None = None, progress: bool | None = None,
-           sampler_id: str | None = None) -> IngestReport:
-    """Sample ``source`` and publish FrameSamples keyed by camera; returns once all are acked."""
+           sampler_id: str | None = None, policy: str = "keep-all",
+           max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> IngestReport:
+    """Sample ``source`` and publish FrameSamples keyed by camera; returns once all are acked.
+
+    ``policy`` says what happens when ``max_in_flight`` frames are unacknowledged (see
+    camflow/overload.py): keep-all waits, latest-only drops older unsent frames (counted)."""
     codec = AvroCodec("FrameSample", kafka.registry_conf(), subject=f"{kafka.topics.frames}-value")
-    publisher = ReliablePublisher(kafka, kafka.topics.frames)
+    publisher = ReliablePublisher(kafka, kafka.topics.frames, policy=policy,
+                                  max_in_flight=max_in_flight, label=camera_id)
     sampler_id = sampler_id or f"{socket.gethostname()}:{os.getpid()}"
-    report = IngestReport(camera_id)
+    report = IngestReport(camera_id, policy=policy)
     started = time.monotonic()
     if is_stream(source):
         frames = sample_stream(source, fps, max_frames=max_frames)
@@ -201,6 +209,7 @@ def ingest(kafka: Kafka, camera_id: str, source: str, fps: float, max_width: int
         raise RuntimeError(f"{camera_id}: {exc}") from exc
     report.seconds = time.monotonic() - started
     report.producer_restarts = publisher.rotations
+    report.dropped = publisher.backlog.dropped
     report.next_offsets = dict(publisher.next_offsets)
     return report
 
