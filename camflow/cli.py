@@ -29,6 +29,7 @@ def progress_wanted(args) -> bool | None:
 
 
 def cmd_ingest(args) -> int:
+    from .overload import DEFAULT_MAX_IN_FLIGHT
     from .sampler import SourceError, ingest
     config = _config(args)
     camera = config.camera(args.camera)
@@ -38,15 +39,21 @@ def cmd_ingest(args) -> int:
         raise SystemExit(f"camflow ingest: no --source and camera {args.camera!r} has none configured")
     max_width = args.max_width or (camera.max_width if camera else 960)
     serve_metrics(args.metrics_port)
+    if args.max_in_flight is not None and args.max_in_flight < 1:
+        raise SystemExit(f"camflow ingest: --max-in-flight must be at least 1, not {args.max_in_flight}")
     try:
         report = ingest(config.kafka, args.camera, source, fps, max_width=max_width,
                         max_frames=args.max_frames, realtime=args.realtime,
-                        progress=progress_wanted(args))
+                        progress=progress_wanted(args),
+                        policy=args.policy or (camera.sampler_policy if camera else "keep-all"),
+                        max_in_flight=args.max_in_flight or (
+                            camera.sampler_max_in_flight if camera else DEFAULT_MAX_IN_FLIGHT))
     except SourceError as exc:
         print(f"camflow ingest: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"camera": report.camera_id, "frames": report.frames, "bytes": report.bytes,
-                      "seconds": round(report.seconds, 2)}))
+                      "seconds": round(report.seconds, 2), "policy": report.policy,
+                      "dropped": report.dropped}))
     return 0
 
 
@@ -75,12 +82,57 @@ def cmd_job_submit(args) -> int:
         job_args += ["--stop-offsets", json.dumps(stops)]
         if watchlist_stops is not None:
             job_args += ["--watchlist-stop-offsets", json.dumps(watchlist_stops)]
-    restore = camera_job.resolve_checkpoint(config, args.from_checkpoint)
+    if args.from_checkpoint and args.from_savepoint:
+        raise SystemExit("camflow job submit: give --from-checkpoint or --from-savepoint, not both")
+    restore = args.from_savepoint or camera_job.resolve_checkpoint(config, args.from_checkpoint)
+    extra = ["-s", restore] if restore else []
+    if args.allow_non_restored_state:
+        if not restore:
+            raise SystemExit("camflow job submit: --allow-non-restored-state needs --from-savepoint "
+                             "or --from-checkpoint")
+        extra.append("--allowNonRestoredState")  # state of operators the new version dropped
     done = submit(camera_job.__file__, job_args, parallelism=args.parallelism or config.job.parallelism,
-                  detached=not args.bounded, timeout=None, extra=["-s", restore] if restore else ())
+                  detached=not args.bounded, timeout=None, extra=extra)
     sys.stdout.write(done.stdout or "")
     sys.stderr.write(done.stderr or "")
     return done.returncode
+
+
+def cmd_job_savepoint(args) -> int:
+    """Savepoint (``--stop``: stop-with-savepoint) of the deployment's running job on the
+    cluster; prints the savepoint's path for ``camflow job submit --from-savepoint``."""
+    from pathlib import Path
+
+    from camflow.infra import flink
+    config = _config(args)
+    target = args.dir or (f"{config.job.checkpoint_dir.rstrip('/')}/savepoints"
+                          if config.job.checkpoint_dir else None)
+    if not target:
+        raise SystemExit("camflow job savepoint: give --dir (or set job.checkpoint_dir: savepoints "
+                         "then go to <checkpoint_dir>/savepoints)")
+    if "://" not in target:
+        target = Path(target).expanduser().resolve().as_uri()
+    name = f"camflow-{config.deployment}"
+    try:
+        jobs = flink.live_jobs() if args.job_id else flink.live_jobs(name)
+    except OSError as exc:
+        raise SystemExit(f"camflow job savepoint: no Flink cluster answers ({exc})") from None
+    if args.job_id:
+        jobs = [j for j in jobs if j["jid"] == args.job_id]
+    if len(jobs) != 1:
+        found = ", ".join(f"{j['jid']} ({j['name']}, {j['state']})" for j in flink.live_jobs()) or "none"
+        raise SystemExit(f"camflow job savepoint: {'no' if not jobs else 'more than one'} live job "
+                         f"{args.job_id or repr(name)}; live jobs: {found}; pick one with --job-id")
+    job = jobs[0]
+    print(f"camflow job savepoint: {'stopping' if args.stop else 'savepoint of'} {job['jid']} "
+          f"({job['name']}) into {target}", file=sys.stderr)
+    try:
+        path = flink.savepoint(job["jid"], target, stop=args.stop, timeout=args.timeout)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"camflow job savepoint: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
 
 
 def cmd_sink(args) -> int:
@@ -292,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-width", type=int)
     p.add_argument("--max-frames", type=int)
     p.add_argument("--realtime", action="store_true", help="pace file replay at the video's speed")
+    p.add_argument("--policy", choices=["keep-all", "latest-only"],
+                   help="when the broker falls behind: keep-all waits (never drops), latest-only "
+                        "drops older unsent frames (default: the camera's sampler_policy, else keep-all)")
+    p.add_argument("--max-in-flight", type=int, metavar="N",
+                   help="unacknowledged frames before the policy applies (default: the camera's "
+                        "sampler_max_in_flight, else 100)")
     p.add_argument("--config")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -309,7 +367,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bounded", action="store_true")
     p.add_argument("--parallelism", type=int)
     p.add_argument("--from-checkpoint", help="'latest' retained checkpoint, or a checkpoint/savepoint path")
+    p.add_argument("--from-savepoint", metavar="PATH", help="restore from this savepoint "
+                   "(printed by `camflow job savepoint`), e.g. to upgrade the job")
+    p.add_argument("--allow-non-restored-state", action="store_true",
+                   help="restore even if the savepoint holds state of operators this version dropped")
     p.set_defaults(func=cmd_job_submit)
+    p = job.add_parser("savepoint", help="savepoint the running job on the cluster (--stop: stop "
+                       "with a savepoint, for an upgrade); prints the savepoint path")
+    p.add_argument("--config")
+    p.add_argument("--stop", action="store_true", help="stop the job once the savepoint is written")
+    p.add_argument("--dir", help="where to write it (default: <job.checkpoint_dir>/savepoints); "
+                   "must be reachable by the JobManager and every TaskManager")
+    p.add_argument("--job-id", help="the job (default: the one running as camflow-<deployment>)")
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.set_defaults(func=cmd_job_savepoint)
 
     p = sub.add_parser("sink", help="write alerts, aggregates and analyses to the analyst store")
     p.add_argument("--config")

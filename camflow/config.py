@@ -39,7 +39,11 @@ class Camera(Strict):
     fps: float = Field(1.0, gt=0, le=30)
     max_width: int = Field(960, ge=64, le=7680)
     crowd_limit: int | None = Field(None, ge=1, description="persons in one frame that raise crowd_limit")
-    sampler_policy: Literal["keep-all", "latest-only"] = "keep-all"
+    sampler_policy: Literal["keep-all", "latest-only"] = Field("keep-all", description=(
+        "when the broker cannot keep up: keep-all waits and never drops a frame; latest-only "
+        "drops older unsent frames and sends the newest (camflow/overload.py)"))
+    sampler_max_in_flight: int = Field(100, ge=1, description=(
+        "unacknowledged frames before the sampler_policy applies"))
     scene: Scene | None = Field(None, description="zones and counting lines (normalised coordinates)")
 
     @field_validator("id")

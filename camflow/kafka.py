@@ -5,6 +5,7 @@ against the local Tansu broker and any Apache Kafka cluster.
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -12,6 +13,7 @@ from typing import Callable, Iterator
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from .config import Kafka
+from .overload import DEFAULT_MAX_IN_FLIGHT, SendBacklog
 
 
 def reliable_producer(kafka: Kafka, **overrides) -> Producer:
@@ -25,6 +27,7 @@ def reliable_producer(kafka: Kafka, **overrides) -> Producer:
         "delivery.timeout.ms": 300_000,  # keep retrying through a broker restart
         "retry.backoff.ms": 200,
         "retry.backoff.max.ms": 5_000,
+        "reconnect.backoff.max.ms": 1_000,  # back within a second of a broker restart (default 10 s)
         **overrides,
     }
     return Producer(conf)
@@ -43,8 +46,17 @@ class DeliveryTracker:
             self.failed.append(str(err))
             return
         self.delivered += 1
-        key = (msg.topic(), msg.partition())
-        self.next_offsets[key] = max(self.next_offsets.get(key, 0), msg.offset() + 1)
+        _note_offset(self.next_offsets, msg)
+
+
+def _note_offset(next_offsets: dict[tuple[str, int], int], msg) -> None:
+    """Remember the offset after an acknowledged record. A broker that recognises an
+    idempotent re-send as a duplicate acknowledges it without an offset (None): skip those."""
+    offset = msg.offset()
+    if offset is None or offset < 0:
+        return
+    key = (msg.topic(), msg.partition())
+    next_offsets[key] = max(next_offsets.get(key, 0), offset + 1)
 
 
 def produce_reliably(producer: Producer, topic: str, value: bytes, key: bytes | None,
@@ -170,6 +182,8 @@ class ReliablePublisher:
     the time since the record was sent, ``on_rotate()`` each producer restart (metrics)."""
 
     def __init__(self, kafka: Kafka, topic: str, stall_s: float = 20.0, max_rotations: int = 10,
+                 policy: str = "keep-all", max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+                 label: str | None = None,
                  on_ack: Callable[[float], None] | None = None,
                  on_rotate: Callable[[], None] | None = None):
         self.kafka, self.topic = kafka, topic
@@ -182,6 +196,10 @@ class ReliablePublisher:
         self.rotations = 0
         self.last_ack = time.monotonic()
         self.producer = reliable_producer(kafka)
+        # overload policy: at most max_in_flight unacknowledged; see camflow/overload.py
+        self.backlog = SendBacklog(policy, max_in_flight)
+        self.label = label or topic
+        self._dropped_reported = 0
 
     def _on_delivery(self, ident):
         def done(err, msg):
@@ -193,16 +211,34 @@ class ReliablePublisher:
             sent = self.sent_at.pop(ident, None)
             if self.on_ack is not None and sent is not None:
                 self.on_ack(self.last_ack - sent)
-            key = (msg.topic(), msg.partition())
-            self.next_offsets[key] = max(self.next_offsets.get(key, 0), msg.offset() + 1)
+            _note_offset(self.next_offsets, msg)
         return done
 
     def send(self, ident, key: bytes | None, value: bytes, timestamp_ms: int | None) -> None:
-        self.pending[ident] = (key, value, timestamp_ms)
-        self.sent_at[ident] = time.monotonic()
-        produce_reliably(self.producer, self.topic, value, key, timestamp_ms, self._on_delivery(ident))
-        if self.pending and time.monotonic() - self.last_ack > self.stall_s:
-            self._rotate()
+        """Hand a record on under the overload policy: keep-all waits while ``max_in_flight``
+        are unacknowledged, latest-only returns at once and may drop older waiting records."""
+        displaced = self.backlog.offer(ident, (key, value, timestamp_ms))
+        if displaced and (self._dropped_reported == 0
+                          or self.backlog.dropped - self._dropped_reported >= 100):
+            print(f"camflow ingest: {self.label}: broker behind ({len(self.pending)} unacknowledged); "
+                  f"latest-only dropped {self.backlog.dropped} older unsent frames so far",
+                  file=sys.stderr)
+            self._dropped_reported = self.backlog.dropped
+        self._dispatch(block=self.backlog.blocks)
+
+    def _dispatch(self, block: bool) -> None:
+        while True:
+            for ident, (key, value, timestamp_ms) in self.backlog.take(len(self.pending)):
+                self.pending[ident] = (key, value, timestamp_ms)
+                self.sent_at[ident] = time.monotonic()
+                produce_reliably(self.producer, self.topic, value, key, timestamp_ms,
+                                 self._on_delivery(ident))
+            if self.pending and time.monotonic() - self.last_ack > self.stall_s:
+                self._rotate()
+            if not (block and self.backlog.waiting):
+                self.producer.poll(0)
+                return
+            self.producer.poll(0.1)  # wait for acknowledgements (keep-all: back-pressure)
 
     def _rotate(self) -> None:
         """A fresh producer (new producer id) re-sends everything not yet acknowledged."""
@@ -222,10 +258,15 @@ class ReliablePublisher:
     def close(self, timeout_s: float = 120.0) -> None:
         """Returns once everything is acknowledged; raises if that takes over ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
-        while self.pending and time.monotonic() < deadline:
-            self.producer.flush(min(self.stall_s, max(0.1, deadline - time.monotonic())))
+        while (self.pending or self.backlog.waiting) and time.monotonic() < deadline:
+            self._dispatch(block=False)
+            self.producer.flush(min(1.0 if self.backlog.waiting else self.stall_s,
+                                    max(0.1, deadline - time.monotonic())))
             if self.pending and time.monotonic() - self.last_ack > self.stall_s:
                 self._rotate()
-        if self.pending:
-            raise RuntimeError(f"{self.topic}: {len(self.pending)} records not acknowledged by "
-                               f"the broker within {timeout_s:.0f}s")
+        if self.backlog.dropped > self._dropped_reported:
+            print(f"camflow ingest: {self.label}: latest-only dropped {self.backlog.dropped} "
+                  "older unsent frames in all", file=sys.stderr)
+        if self.pending or self.backlog.waiting:
+            raise RuntimeError(f"{self.topic}: {len(self.pending) + len(self.backlog.waiting)} "
+                               f"records not acknowledged by the broker within {timeout_s:.0f}s")

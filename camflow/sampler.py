@@ -25,6 +25,7 @@ from camflow.transforms.frames import encode_jpeg, resize_to_max_width
 from .config import Kafka
 from .kafka import ReliablePublisher
 from .metrics import SamplerMetrics
+from .overload import DEFAULT_MAX_IN_FLIGHT
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
 SNAPSHOT_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -167,20 +168,27 @@ class IngestReport:
     seconds: float = 0.0
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     producer_restarts: int = 0
+    policy: str = "keep-all"
+    dropped: int = 0  # latest-only: older unsent frames dropped while the broker was behind
 
 
 def ingest(kafka: Kafka, camera_id: str, source: str, fps: float, max_width: int = 960,
            quality: int = 85, max_frames: int | None = None, realtime: bool = False,
            start_ms: int | None = None, progress: bool | None = None,
-           sampler_id: str | None = None) -> IngestReport:
-    """Sample ``source`` and publish FrameSamples keyed by camera; returns once all are acked."""
+           sampler_id: str | None = None, policy: str = "keep-all",
+           max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> IngestReport:
+    """Sample ``source`` and publish FrameSamples keyed by camera; returns once all are acked.
+
+    ``policy`` says what happens when ``max_in_flight`` frames are unacknowledged (see
+    camflow/overload.py): keep-all waits, latest-only drops older unsent frames (counted)."""
     codec = AvroCodec("FrameSample", kafka.registry_conf(), subject=f"{kafka.topics.frames}-value")
     metrics = SamplerMetrics(camera_id)  # served by `camflow ingest --metrics-port`
-    publisher = ReliablePublisher(kafka, kafka.topics.frames, on_ack=metrics.acked,
-                                  on_rotate=metrics.producer_restarts.inc)
+    publisher = ReliablePublisher(kafka, kafka.topics.frames, policy=policy,
+                                  max_in_flight=max_in_flight, label=camera_id,
+                                  on_ack=metrics.acked, on_rotate=metrics.producer_restarts.inc)
     metrics.unacknowledged.set_function(lambda: len(publisher.pending))
     sampler_id = sampler_id or f"{socket.gethostname()}:{os.getpid()}"
-    report = IngestReport(camera_id)
+    report = IngestReport(camera_id, policy=policy)
     started = time.monotonic()
     if is_stream(source):
         frames = sample_stream(source, fps, max_frames=max_frames,
@@ -199,7 +207,10 @@ def ingest(kafka: Kafka, camera_id: str, source: str, fps: float, max_width: int
             "jpeg": jpeg, "jpeg_ref": None, "width": int(image.shape[1]),
             "height": int(image.shape[0]), "sampler_id": sampler_id,
         })
+        dropped_before = publisher.backlog.dropped
         publisher.send(frame.sequence, key, value, frame.capture_ms)
+        if publisher.backlog.dropped > dropped_before:
+            metrics.dropped("latest_only", publisher.backlog.dropped - dropped_before)
         metrics.published.inc()
         report.frames += 1
         report.bytes += len(value)
@@ -214,6 +225,7 @@ def ingest(kafka: Kafka, camera_id: str, source: str, fps: float, max_width: int
         raise RuntimeError(f"{camera_id}: {exc}") from exc
     report.seconds = time.monotonic() - started
     report.producer_restarts = publisher.rotations
+    report.dropped = publisher.backlog.dropped
     report.next_offsets = dict(publisher.next_offsets)
     return report
 

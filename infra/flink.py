@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from typing import Iterable, Sequence
 
@@ -370,6 +371,53 @@ def submit(py_file: str | os.PathLike, args: Sequence[str] = (), parallelism: in
     cmd += list(extra)
     cmd += list(args)
     return _run(cmd, check=False, timeout=timeout)
+
+
+def _rest_post(path: str, body: dict, rest_port: int | None = None, timeout: float = 10.0) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{rest_port or _rest_port()}{path}",
+                                     data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            return json.loads(r.read().decode() or "{}")
+    except urllib.error.HTTPError as exc:  # Flink explains in the body: {"errors": [...]}
+        raise RuntimeError(f"Flink REST POST {path}: {exc.code} {exc.read().decode()[:2000]}") from None
+
+
+def live_jobs(name: str | None = None, rest_port: int | None = None) -> list[dict]:
+    """Jobs on the cluster that have not ended (``jid``, ``name``, ``state``), optionally only
+    those called ``name``."""
+    jobs = _rest("/jobs/overview", rest_port or _rest_port(), timeout=10)["jobs"]
+    return [j for j in jobs if j["state"] not in ("CANCELED", "FAILED", "FINISHED")
+            and (name is None or j["name"] == name)]
+
+
+def savepoint(job_id: str, target_dir: str, stop: bool = False, rest_port: int | None = None,
+              timeout: float = 300.0) -> str:
+    """Trigger a savepoint of ``job_id`` into ``target_dir`` (``stop``: stop-with-savepoint, the
+    job ends once it is written, without draining its windows); wait for it and return its path.
+
+    Uses the REST API (``/jobs/:id/savepoints``, ``/jobs/:id/stop``) so no Flink distribution is
+    needed on the caller's machine, only access to the JobManager."""
+    if stop:
+        trigger = _rest_post(f"/jobs/{job_id}/stop", {"targetDirectory": target_dir, "drain": False},
+                             rest_port)
+    else:
+        trigger = _rest_post(f"/jobs/{job_id}/savepoints",
+                             {"target-directory": target_dir, "cancel-job": False}, rest_port)
+    request_id = trigger["request-id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = _rest(f"/jobs/{job_id}/savepoints/{request_id}", rest_port or _rest_port(), timeout=10)
+        if result["status"]["id"] == "COMPLETED":
+            operation = result.get("operation") or {}
+            if "location" in operation:
+                return operation["location"]
+            cause = operation.get("failure-cause") or operation
+            raise RuntimeError(f"savepoint of job {job_id} failed: "
+                               f"{cause.get('stack-trace', cause) if isinstance(cause, dict) else cause}"[:4000])
+        time.sleep(0.5)
+    raise TimeoutError(f"savepoint of job {job_id} not complete after {timeout:.0f}s")
 
 
 def main(argv: list[str] | None = None) -> int:
