@@ -71,6 +71,13 @@ def schema_fingerprint(schema: dict) -> bytes:
 
 
 @lru_cache(maxsize=None)
+def current_fingerprint(contract: str) -> bytes:
+    """The current version's fingerprint, once: pure-Python CRC-64 over the canonical form
+    costs about as much as encoding a whole frame record."""
+    return schema_fingerprint(parsed_schema(contract))
+
+
+@lru_cache(maxsize=None)
 def known_writer_schemas(contract: str) -> dict[bytes, dict]:
     """Every known version of a contract, by fingerprint: the current one, the shipped
     ``history/<Name>.v*.avsc``, and any in the folders of ``CAMFLOW_SCHEMA_PATH`` (so that a
@@ -117,7 +124,7 @@ class AvroCodec:
         fastavro.schemaless_writer(body, self.schema, record)
         if self.registry_conf:
             return CONFLUENT_MAGIC + struct.pack(">I", self._schema_id()) + body.getvalue()
-        return SINGLE_OBJECT_MAGIC + schema_fingerprint(self.schema) + body.getvalue()
+        return SINGLE_OBJECT_MAGIC + current_fingerprint(self.contract) + body.getvalue()
 
     def _registry(self):
         if self._client is None:

@@ -26,7 +26,7 @@ class RecognitionPolicy:
     retry_ms: int = 400
     readings_per_track: int = 3
     min_person_height_px: int = 96
-    min_vehicle_width_px: int = 48
+    min_vehicle_width_px: int = 96
     forget_after_ms: int = 60_000  # keeps the state bounded: tracks long gone are dropped
 
 
