@@ -231,6 +231,11 @@ class AnalyseFrames(KeyedProcessFunction):
             yield ALERTS, alert
         yield from self._check_liveness(analysis.camera_id, analysis.capture_ms, ctx)
         analysis.image = None  # the decoded frame stays inside this operator chain
+        if not (len(analysis.faces) or len(analysis.plates)):
+            # Only watchlist matching needs the JPEG again (evidence crops of faces and plates);
+            # every other frame leaves without its ~50-100 KB, which each later hop through
+            # Flink's runtime would copy and serialise.
+            analysis.jpeg = b""
         count_analysis(self.metrics, analysis)
         yield analysis
 
