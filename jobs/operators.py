@@ -152,6 +152,25 @@ def load_recognition(config: Config) -> TrackRecognition | None:
     return TrackRecognition(find_faces, read_plates, policy)
 
 
+def warm_up(detector, recognition: TrackRecognition | None) -> None:
+    """Every model once on a blank frame at start: a first inference allocates ONNX Runtime's
+    buffers and the plate reader loads lazily, so without this the first frames after a
+    (re)start wait seconds each."""
+    import numpy as np
+
+    from camflow.transforms.detections import Detections
+    blank = np.full((540, 960, 3), 127, np.uint8)
+    detector(blank)
+    if recognition is None:
+        return
+    if recognition.find_faces is not None:
+        recognition.find_faces(blank, Detections(xyxy=[[380, 40, 580, 520]], confidence=[0.9],
+                                                 class_id=[0]))
+    if recognition.read_plates is not None:
+        recognition.read_plates(blank, Detections(xyxy=[[200, 200, 760, 500]], confidence=[0.9],
+                                                  class_id=[2]))
+
+
 class AnalyseFrames(KeyedProcessFunction):
     """Per camera: JPEG decode (once), detect objects, track them across frames, and read
     faces and plates of tracks not yet recognised.
@@ -194,6 +213,7 @@ class AnalyseFrames(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext):
         self.detector = load_detector(self.config)
         self.recognition = load_recognition(self.config)
+        warm_up(self.detector, self.recognition)
         self.motion_state = runtime_context.get_state(
             ValueStateDescriptor("motion", Types.PICKLED_BYTE_ARRAY()))
         self.metrics = analyse_metrics(runtime_context, self)  # times the models in place
