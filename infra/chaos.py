@@ -1,15 +1,20 @@
 """``make chaos``: kill TaskManagers and the whole job while it works; prove nothing is lost.
 
 On the local standalone cluster (JobManager + 2 TaskManagers, parallelism 2):
-1. a known set of frames (real videos, two cameras) is published;
-2. the analyst-store sink runs as its own process; the job is submitted (unbounded,
+1. the analyst-store sink runs as its own process; the job is submitted (unbounded,
    checkpoints every 2 s, retained);
+2. two live cameras (real videos, looped) publish frames in real time at ``fps`` for the whole
+   run, as cameras do: event time only moves on while frames arrive, so windows close only
+   behind newer frames (with every frame published up front, a job restored after it had read
+   them all would never see its watermark move again);
 3. ``kills`` times, at random moments, one TaskManager is killed (its JVM and its Python
    workers, SIGKILL); Flink fails over, and the TaskManager is started again;
-4. the whole job is cancelled and submitted again from the latest retained checkpoint;
+4. the whole job is cancelled and submitted again from the latest retained checkpoint; the
+   cameras go on for a while, then stop;
 5. once every frame is in the store (or the time is up) the store is compared with what was
-   sent: one analysis per (camera, sequence), every window of the sent frames aggregated, every
-   crowd alert those windows imply present, no alert id twice.
+   sent (read back from the frames topic): one analysis per (camera, sequence), every window
+   the final watermark must have closed aggregated, every crowd alert those windows imply
+   present, no alert id twice.
 
 The LAST line printed is JSON:
 {"frames_sent", "analysed", "lost", "duplicate_alerts_in_store", "restarts", ...}
@@ -114,7 +119,6 @@ def run_chaos(kills: int = 3, frames_per_camera: int = 120, fps: float = 4.0,
     from camflow.config import Config
     from camflow.infra import broker, flink
     from camflow.kafka import ensure_topic
-    from camflow.sampler import ingest
     from camflow.store import AnalystStore
     from camflow.transforms.alerts import alert_id
 
@@ -150,23 +154,8 @@ def run_chaos(kills: int = 3, frames_per_camera: int = 120, fps: float = 4.0,
     if not videos["walkway"].is_file():
         from camflow.demo import demo_video
         videos = {"walkway": Path(demo_video()), "hallway": Path(demo_video())}
-    sent: set[tuple[str, int]] = set()
-    windows: set[tuple[str, int]] = set()
-    captures: set[tuple[str, int]] = set()
-    # Both cameras cover the same span of capture time, as live cameras would.
-    start_ms = int(time.time() * 1000 - frames_per_camera / fps * 1000)
-    for camera, video in videos.items():
-        report = ingest(config.kafka, camera, str(video), fps, max_width=640, start_ms=start_ms,
-                        max_frames=frames_per_camera, progress=False)
-        log(f"published {report.frames} frames of {video.name} as {camera}")
-    # What was sent, read back: (camera, sequence) and the windows their capture times fall in.
-    from camflow.kafka import read_topic
-    from camflow.schemas.codec import AvroCodec
-    for msg in read_topic(config.kafka, config.kafka.topics.frames, idle_timeout_s=2):
-        frame = AvroCodec("FrameSample").decode(msg.value())
-        sent.add((frame["camera_id"], frame["sequence"]))
-        captures.add((frame["camera_id"], frame["capture_ms"]))
-        windows.add((frame["camera_id"], frame["capture_ms"] // config.job.window_ms * config.job.window_ms))
+    cameras = [LiveCamera(config, camera, video, fps, frames_per_camera)
+               for camera, video in videos.items()]
 
     flink.stop_cluster()
     flink.start_cluster(taskmanagers=2, slots=1)
@@ -182,7 +171,9 @@ def run_chaos(kills: int = 3, frames_per_camera: int = 120, fps: float = 4.0,
         if submitted.returncode != 0:
             raise RuntimeError(f"submit failed:\n{submitted.stdout[-2000:]}\n{submitted.stderr[-2000:]}")
         wait_running(flink)
-        log("job running")
+        log("job running; cameras start")
+        for camera in cameras:
+            camera.start()
         for k in range(kills):
             time.sleep(rng.uniform(3.0, 8.0))
             victim = kill_task_manager(rng)
@@ -209,6 +200,14 @@ def run_chaos(kills: int = 3, frames_per_camera: int = 120, fps: float = 4.0,
             raise RuntimeError(f"resubmit failed:\n{resubmitted.stderr[-2000:]}")
         restarts += 1
         wait_running(flink)
+        # The cameras go on past the restart (and for at least their frames_per_camera), so
+        # that event time moves past what was sent before the faults: long enough for a
+        # source subtask without cameras to count as idle again and for two more windows.
+        time.sleep((config.job.idleness_ms + 2 * config.job.window_ms) / 1000)
+        for camera in cameras:
+            camera.stop_and_wait()
+        log(f"cameras stopped: {sum(c.sent for c in cameras)} frames published")
+        sent, windows, captures = sent_frames(config)
         analysed = 0
         while time.monotonic() - started < timeout_s:
             time.sleep(3)
@@ -231,6 +230,8 @@ def run_chaos(kills: int = 3, frames_per_camera: int = 120, fps: float = 4.0,
                         "localhost:8081", jid], check=False)
         time.sleep(3)
     finally:
+        for camera in cameras:
+            camera.stopping.set()
         sink.send_signal(signal.SIGTERM)
         try:
             sink.wait(20)
@@ -253,6 +254,8 @@ def run_chaos(kills: int = 3, frames_per_camera: int = 120, fps: float = 4.0,
         redeliveries = store.query("SELECT COALESCE(SUM(deliveries - 1), 0) FROM frame_analyses")[0][0]
     finally:
         store.close()
+    from camflow.kafka import read_topic
+    from camflow.schemas.codec import AvroCodec
     late = sum(1 for m in read_topic(config.kafka, config.kafka.topics.dead_letters, idle_timeout_s=2)
                if AvroCodec("DeadLetter").decode(m.value())["reason"] == "late_for_window")
     limits = {c["id"]: c["crowd_limit"] for c in raw["cameras"]}
@@ -279,6 +282,76 @@ def run_chaos(kills: int = 3, frames_per_camera: int = 120, fps: float = 4.0,
         "late_for_window_dead_letters": late,
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+class LiveCamera:
+    """A camera in real time: the video's frames (looped) at ``fps``, capture time = now, each
+    acknowledged before the next; at least ``min_frames`` before it honours a stop."""
+
+    def __init__(self, config, camera_id: str, video: Path, fps: float, min_frames: int):
+        import threading
+
+        import cv2
+
+        from camflow.transforms.frames import resize_to_max_width
+        self.config, self.camera_id, self.fps, self.min_frames = config, camera_id, fps, min_frames
+        capture, images = cv2.VideoCapture(str(video)), []
+        step = max(1, int(round((capture.get(cv2.CAP_PROP_FPS) or 25.0) / fps)))
+        index = 0
+        while len(images) < 400:
+            ok, image = capture.read()
+            if not ok:
+                break
+            if index % step == 0:
+                images.append(resize_to_max_width(image, 640))
+            index += 1
+        capture.release()
+        if not images:
+            raise RuntimeError(f"{video}: no frames")
+        self.images, self.sent, self.error = images, 0, None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"camera-{camera_id}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        from camflow.publish import FramePublisher
+        from camflow.transforms.frames import encode_jpeg
+        publisher = FramePublisher(self.config, "chaos")
+        jpegs = [encode_jpeg(image, 85) for image in self.images]
+        started = time.monotonic()
+        try:
+            while self.sent < self.min_frames or not self.stopping.is_set():
+                time.sleep(max(0.0, started + self.sent / self.fps - time.monotonic()))
+                i = self.sent % len(self.images)
+                publisher.publish(self.camera_id, self.images[i], [(self.sent, int(time.time() * 1000))],
+                                  jpeg=jpegs[i])
+                self.sent += 1
+        except Exception as exc:  # noqa: BLE001 - reported by stop_and_wait
+            self.error = exc
+
+    def stop_and_wait(self) -> None:
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        if self.error is not None:
+            raise RuntimeError(f"camera {self.camera_id}: {self.error}") from self.error
+
+
+def sent_frames(config) -> tuple[set, set, set]:
+    """What the cameras sent, read back: (camera, sequence), (camera, window start) and
+    (camera, capture time)."""
+    from camflow.kafka import read_topic
+    from camflow.schemas.codec import AvroCodec
+    sent, windows, captures = set(), set(), set()
+    width = config.job.window_ms
+    for msg in read_topic(config.kafka, config.kafka.topics.frames, idle_timeout_s=2):
+        frame = AvroCodec("FrameSample").decode(msg.value())
+        sent.add((frame["camera_id"], frame["sequence"]))
+        captures.add((frame["camera_id"], frame["capture_ms"]))
+        windows.add((frame["camera_id"], frame["capture_ms"] // width * width))
+    return sent, windows, captures
 
 
 def _count(url: str, sql: str) -> int:
