@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -186,7 +187,11 @@ def ingest(kafka: Kafka, camera_id: str, source: str, fps: float, max_width: int
     publisher = ReliablePublisher(kafka, kafka.topics.frames, policy=policy,
                                   max_in_flight=max_in_flight, label=camera_id,
                                   on_ack=metrics.acked, on_rotate=metrics.producer_restarts.inc)
-    metrics.unacknowledged.set_function(lambda: len(publisher.pending))
+    # weakly: the process-wide gauge must not keep this run's publisher (and its producer,
+    # still reconnecting to its broker) alive after ingest returns
+    publisher_ref = weakref.ref(publisher)
+    metrics.unacknowledged.set_function(
+        lambda: len(publisher_ref().pending) if publisher_ref() is not None else 0)
     sampler_id = sampler_id or f"{socket.gethostname()}:{os.getpid()}"
     report = IngestReport(camera_id, policy=policy)
     started = time.monotonic()
