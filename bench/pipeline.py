@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-seconds", type=float, default=45.0)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. job.motion_gate.enabled=false (repeatable)")
-    parser.add_argument("--find-max", action="store_true",
+    parser.add_argument("--find-max", action="store_true",  # trials: --warmup, then <= 30 s
                         help="also search the most cameras that keep p99 < 2 s (shorter runs)")
     args = parser.parse_args(argv)
 
@@ -344,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             n = (low + high) // 2
             trial_names = [f"bench-cam-{c:03d}" for c in range(n)]
             trial = run_job(bench_config(trial_names, bootstrap, args.parallelism, base, args.set),
-                            {c: frames[c] for c in trial_names}, args.fps, 10.0, 30.0, args.cluster)
+                            {c: frames[c] for c in trial_names}, args.fps, args.warmup,
+                            min(args.duration, 30.0), args.cluster)
             ok = trial["p99_latency_ms"] is not None and trial["p99_latency_ms"] < 2000 \
                 and trial["measured_frames"] >= 0.95 * trial["expected_frames"]
             print(f"[bench] find-max: {n} cameras -> p99 {trial['p99_latency_ms']} ms, "
