@@ -105,7 +105,7 @@ def run_baseline(config, frames: dict[str, list[bytes]], limit_s: float) -> dict
     from camflow.jobs.operators import load_detector, load_recognition
     from camflow.transforms import frames as frame_checks
     from camflow.transforms.behaviour import SceneBehaviour
-    from camflow.transforms.motion import MotionGate
+    from camflow.transforms.motion import MotionGate, gated_detections
     from camflow.transforms.tracking import IouTracker, TrackerConfig, TrackerState
     detector, recognition = load_detector(config), load_recognition(config)
     gate = MotionGate(config.job.motion_gate)
@@ -126,12 +126,8 @@ def run_baseline(config, frames: dict[str, list[bytes]], limit_s: float) -> dict
                   "jpeg_ref": None, "width": 0, "height": 0, "sampler_id": "bench"}
         analysis = frame_checks.validate(record, now_ms=record["capture_ms"])
         state = states[camera]
-        decision = gate.decide(state["motion"], analysis.image, analysis.capture_ms)
-        if decision.detect:
-            analysis.detections = detector(analysis.image)
-            state["motion"] = gate.ran(decision, analysis.detections, analysis.capture_ms)
-        else:
-            analysis.detections, state["motion"] = gate.reused(decision, detector.class_names)
+        analysis.detections, state["motion"], _ = gated_detections(
+            gate, state["motion"], analysis.image, analysis.capture_ms, detector, detector.class_names)
         update = tracker.update(state["tracker"], analysis.detections, analysis.capture_ms)
         state["tracker"], analysis.detections = update.state, update.detections
         if recognition is not None:

@@ -19,6 +19,8 @@ from typing import Callable
 
 import numpy as np
 
+from camflow.transforms.motion import REUSED
+
 LATENCY_WINDOW = 512  # model calls the latency percentiles look back over
 PERCENTILES = (50, 95, 99)
 
@@ -125,7 +127,8 @@ def analyse_metrics(runtime_context, operator) -> OperatorMetrics:
 def count_analysis(metrics: OperatorMetrics, analysis) -> None:
     """Per analysed frame: frames, detections, tracked detections, faces and plates read."""
     metrics.inc("frames_analysed")
-    if analysis.model_versions.get("motion-gate") == "reused":  # still frame: no detector run
+    key, reused = REUSED
+    if analysis.model_versions.get(key) == reused:  # still frame: no detector run
         metrics.inc("detector_skipped")
     detections = analysis.detections
     metrics.inc("detections", len(detections))

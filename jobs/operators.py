@@ -23,7 +23,7 @@ from camflow.transforms.alerts import CrowdLimitRule
 from camflow.transforms.anomaly import CameraLiveness, WindowAnomaly
 from camflow.transforms.behaviour import SceneBehaviour
 from camflow.transforms.detections import analysis_record
-from camflow.transforms.motion import MotionGate
+from camflow.transforms.motion import REUSED, MotionGate, gated_detections
 from camflow.transforms.recognition import RecognitionPolicy, TrackRecognition
 from camflow.transforms.tracking import IouTracker, TrackerConfig, TrackerState
 from camflow.transforms import watchlist as wl
@@ -260,16 +260,14 @@ class AnalyseFrames(KeyedProcessFunction):
         yield analysis
 
     def _detect(self, analysis) -> None:
-        gate = self.motion_gate.decide(self.motion_state.value(), analysis.image, analysis.capture_ms)
-        if gate.detect:
-            analysis.detections = self.detector(analysis.image)
-            self.motion_state.update(self.motion_gate.ran(gate, analysis.detections, analysis.capture_ms))
-        else:
-            analysis.detections, state = self.motion_gate.reused(gate, self.detector.class_names)
-            self.motion_state.update(state)
+        analysis.detections, state, gate = gated_detections(
+            self.motion_gate, self.motion_state.value(), analysis.image, analysis.capture_ms,
+            self.detector, self.detector.class_names)
+        self.motion_state.update(state)
         analysis.model_versions[self.detector.name] = self.detector.version
         if not gate.detect:  # consumers can tell detections carried over from an earlier frame
-            analysis.model_versions["motion-gate"] = "reused"
+            key, value = REUSED
+            analysis.model_versions[key] = value
 
     def _check_liveness(self, camera_id: str, frame_ms: int | None, ctx):
         watermark = ctx.timer_service().current_watermark()

@@ -17,12 +17,15 @@ shape, when the detector last ran, and that run's raw detections as lists.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 
 from .detections import Detections
+
+# model_versions entry of an analysis whose detections were carried over from an earlier frame
+REUSED = ("motion-gate", "reused")
 
 
 @dataclass(frozen=True)
@@ -106,3 +109,16 @@ class MotionGate:
         return Detections(xyxy=np.asarray(last["xyxy"], np.float32).reshape(-1, 4),
                           confidence=last["confidence"], class_id=last["class_id"],
                           class_names=class_names), state
+
+
+def gated_detections(gate: MotionGate, state: dict | None, image_bgr: np.ndarray, now_ms: int,
+                     detector: Callable[[np.ndarray], Detections],
+                     class_names: tuple[str, ...]) -> tuple[Detections, dict, GateDecision]:
+    """The detector's output for this frame, or the last run's when the frame is still;
+    returns the detections, the gate's new state and its decision."""
+    decision = gate.decide(state, image_bgr, now_ms)
+    if decision.detect:
+        detections = detector(image_bgr)
+        return detections, gate.ran(decision, detections, now_ms), decision
+    detections, state = gate.reused(decision, class_names)
+    return detections, state, decision

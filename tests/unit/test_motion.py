@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from camflow.transforms.detections import Detections
-from camflow.transforms.motion import MotionGate, MotionGateConfig
+from camflow.transforms.motion import MotionGate, MotionGateConfig, gated_detections
 
 
 def scene(person_x: int = 100, noise_seed: int | None = None) -> np.ndarray:
@@ -25,11 +25,9 @@ PERSON = Detections(xyxy=[[100, 150, 140, 300]], confidence=[0.8], class_id=[0])
 
 
 def run(gate, state, image, now_ms, detections=PERSON):
-    decision = gate.decide(state, image, now_ms)
-    if decision.detect:
-        return decision, gate.ran(decision, detections, now_ms), detections
-    reused, state = gate.reused(decision, detections.class_names)
-    return decision, state, reused
+    found, state, decision = gated_detections(gate, state, image, now_ms, lambda _: detections,
+                                              detections.class_names)
+    return decision, state, found
 
 
 def test_first_frame_runs_the_detector_and_a_still_frame_reuses_its_detections():
