@@ -95,17 +95,51 @@ def job_state(flink) -> tuple[str | None, str | None]:
     return (live[0]["jid"], live[0]["state"]) if live else (None, None)
 
 
-def wait_running(flink, timeout: float = 120.0) -> str:
-    """Until the job is RUNNING again with all its tasks deployed; returns its id."""
+def wait_running(flink, timeout: float = 180.0) -> str:
+    """Until the job is RUNNING again with all its tasks deployed; returns its id.
+
+    A TaskManager that died again meanwhile (or never came up) is started again: the job
+    needs both slots. On timeout the error carries what the cluster says about the job."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         jid, state = job_state(flink)
         if jid and state == "RUNNING":
-            vertices = flink._rest(f"/jobs/{jid}")["vertices"]
+            try:
+                vertices = flink._rest(f"/jobs/{jid}")["vertices"]
+            except Exception:  # noqa: BLE001 - JobManager busy; ask again
+                vertices = [{"status": "UNKNOWN"}]
             if all(v["status"] == "RUNNING" for v in vertices):
                 return jid
+        if len(task_manager_pids()) < 2:
+            log("a TaskManager is missing; starting it again")
+            ensure_task_managers(flink)
         time.sleep(1)
-    raise TimeoutError(f"job not running again within {timeout:.0f}s")
+    raise TimeoutError(f"job not running again within {timeout:.0f}s\n{cluster_report(flink)}")
+
+
+def cluster_report(flink, log_lines: int = 30) -> str:
+    """What the JobManager says about the job (state, vertices, latest exception), the
+    TaskManagers it knows, and the tail of every Flink log: for a failure in CI."""
+    lines = []
+    try:
+        for job in flink._rest("/jobs/overview")["jobs"]:
+            lines.append(f"job {job['jid']} {job['state']}")
+            detail = flink._rest(f"/jobs/{job['jid']}")
+            lines += [f"  vertex {v['name'][:60]}: {v['status']}" for v in detail["vertices"]]
+            exceptions = flink._rest(f"/jobs/{job['jid']}/exceptions")
+            for entry in (exceptions.get("exceptionHistory", {}).get("entries") or [])[:3]:
+                lines.append(f"  exception: {entry.get('exceptionName')} on "
+                             f"{entry.get('taskName')}: {(entry.get('stacktrace') or '')[:800]}")
+        for tm in flink._rest("/taskmanagers")["taskmanagers"]:
+            lines.append(f"taskmanager {tm['id']} slots {tm['freeSlots']}/{tm['slotsNumber']} free")
+    except Exception as exc:  # noqa: BLE001 - a report, best effort
+        lines.append(f"(REST: {exc})")
+    lines.append(f"TaskManager processes: {task_manager_pids()}")
+    for path in sorted(flink.log_dir().glob("*.log")):
+        tail = path.read_text(errors="replace").splitlines()[-log_lines:]
+        lines.append(f"--- {path.name} (last {len(tail)} lines)")
+        lines += tail
+    return "\n".join(lines)
 
 
 def ensure_task_managers(flink, wanted: int = 2) -> None:

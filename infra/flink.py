@@ -248,6 +248,11 @@ execution:
 heartbeat:
   interval: 2000
   timeout: 10000
+# A task whose Python worker does not stop on cancel takes its TaskManager down after 60 s
+# (default 180 s); the TaskManager is then started again and the job recovers sooner.
+task:
+  cancellation:
+    timeout: 60000
 restart-strategy:
   type: fixed-delay
   fixed-delay:
