@@ -9,8 +9,9 @@ On the local standalone cluster (JobManager + 2 TaskManagers, parallelism 2):
    them all would never see its watermark move again);
 3. ``kills`` times, at random moments, one TaskManager is killed (its JVM and its Python
    workers, SIGKILL); Flink fails over, and the TaskManager is started again;
-4. the whole job is cancelled and submitted again from the latest retained checkpoint; the
-   cameras go on for a while, then stop;
+4. right after the recovered job completes its first checkpoint, the whole job is cancelled
+   and submitted again from the latest retained checkpoint (that one: it holds windows filled
+   from what the failover re-read, not yet closed); the cameras go on for a while, then stop;
 5. once every frame is in the store (or the time is up) the store is compared with what was
    sent (read back from the frames topic): one analysis per (camera, sequence), every window
    the final watermark must have closed aggregated, every crowd alert those windows imply
@@ -142,6 +143,26 @@ def cluster_report(flink, log_lines: int = 30) -> str:
     return "\n".join(lines)
 
 
+def latest_completed_checkpoint(flink, jid: str) -> int:
+    try:
+        latest = flink._rest(f"/jobs/{jid}/checkpoints")["latest"]["completed"]
+    except Exception:  # noqa: BLE001 - JobManager busy
+        return -1
+    return int(latest["id"]) if latest else -1
+
+
+def wait_next_checkpoint(flink, jid: str, timeout: float = 60.0) -> int:
+    """Until a checkpoint newer than the latest completed one completes; returns its id."""
+    before = latest_completed_checkpoint(flink, jid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = latest_completed_checkpoint(flink, jid)
+        if now > before:
+            return now
+        time.sleep(0.2)
+    raise TimeoutError(f"no checkpoint completed within {timeout:.0f}s after checkpoint {before}")
+
+
 def ensure_task_managers(flink, wanted: int = 2) -> None:
     while len(task_manager_pids()) < wanted:
         flink._run(["bash", str(flink.flink_home() / "bin" / "taskmanager.sh"), "start"])
@@ -217,11 +238,13 @@ def run_chaos(kills: int = 3, frames_per_camera: int = 120, fps: float = 4.0,
             ensure_task_managers(flink)
             wait_running(flink)
             log("failed over, running again")
-        time.sleep(rng.uniform(3.0, 6.0))
+        # The harshest moment for the whole-job restart: right after the first checkpoint the
+        # recovered job completes (it holds what the failover re-read, windows not yet fired).
         jid, _ = job_state(flink)
+        first = wait_next_checkpoint(flink, jid)
+        log(f"checkpoint {first} completed after the failover")
         log(f"cancelling the whole job {jid}; checkpoints are retained")
-        flink._run(["bash", str(flink.flink_home() / "bin" / "flink"), "cancel", "-m",
-                    "localhost:8081", jid], check=False)
+        flink.cancel(jid)
         while job_state(flink)[0] is not None:
             time.sleep(0.5)
         from camflow.jobs.camera_job import latest_checkpoint
@@ -260,8 +283,7 @@ def run_chaos(kills: int = 3, frames_per_camera: int = 120, fps: float = 4.0,
                 break
         jid, _ = job_state(flink)
         if jid:
-            flink._run(["bash", str(flink.flink_home() / "bin" / "flink"), "cancel", "-m",
-                        "localhost:8081", jid], check=False)
+            flink.cancel(jid)
         time.sleep(3)
     finally:
         for camera in cameras:

@@ -389,6 +389,17 @@ def _rest_post(path: str, body: dict, rest_port: int | None = None, timeout: flo
         raise RuntimeError(f"Flink REST POST {path}: {exc.code} {exc.read().decode()[:2000]}") from None
 
 
+def cancel(job_id: str, rest_port: int | None = None, timeout: float = 10.0) -> None:
+    """Cancel a job now (REST ``PATCH /jobs/<id>``; the ``flink cancel`` CLI first starts a JVM,
+    seconds during which more checkpoints may complete)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{rest_port or _rest_port()}/jobs/{job_id}?mode=cancel", method="PATCH")
+    try:
+        urllib.request.urlopen(request, timeout=timeout).close()
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"Flink REST cancel {job_id}: {exc.code} {exc.read().decode()[:2000]}") from None
+
+
 def live_jobs(name: str | None = None, rest_port: int | None = None) -> list[dict]:
     """Jobs on the cluster that have not ended (``jid``, ``name``, ``state``), optionally only
     those called ``name``."""

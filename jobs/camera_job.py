@@ -26,9 +26,7 @@ import sys
 from pathlib import Path
 
 from pyflink.common import Duration, Types, WatermarkStrategy
-from pyflink.common.time import Time
 from pyflink.datastream import StreamExecutionEnvironment
-from pyflink.datastream.window import SlidingEventTimeWindows, TumblingEventTimeWindows
 
 from camflow.config import Config, load_config
 from camflow.jobs import operators as op
@@ -69,11 +67,8 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
     summaries = (analyses.map(op.summarise).name("summarise")
                  .key_by(lambda summary: summary["camera_id"], key_type=Types.STRING()))
     windows = (summaries
-               .window(TumblingEventTimeWindows.of(Time.milliseconds(job.window_ms)))
-               .allowed_lateness(job.allowed_lateness_ms)
-               .side_output_late_data(op.LATE_FOR_WINDOW)
-               .aggregate(op.CountObjects(), op.EmitAggregate()).name("count-per-window")
-               .uid("count-per-window"))
+               .process(op.CountPerWindow(job.window_ms, job.window_ms, job.allowed_lateness_ms))
+               .name("count-per-window").uid("count-per-camera-window"))
     scored = (windows
               .key_by(lambda window: window["camera_id"], key_type=Types.STRING())
               .process(op.ScoreWindows(config)).name("anomaly-score").uid("anomaly-score"))
@@ -83,11 +78,9 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
     if job.sliding_window_ms > job.window_ms:
         # Smoother counts for dashboards: e.g. 5-minute windows every minute, not scored.
         aggregates = aggregates.union(
-            summaries.window(SlidingEventTimeWindows.of(Time.milliseconds(job.sliding_window_ms),
-                                                        Time.milliseconds(job.window_ms)))
-            .allowed_lateness(job.allowed_lateness_ms)
-            .aggregate(op.CountObjects(), op.EmitAggregate()).name("count-per-sliding-window")
-            .uid("count-per-sliding-window"))
+            summaries.process(op.CountPerWindow(job.sliding_window_ms, job.window_ms,
+                                                job.allowed_lateness_ms))
+            .name("count-per-sliding-window").uid("count-per-camera-sliding-window"))
 
     # Watchlist: broadcast to every instance; only frames with faces or plates go to matching.
     # Every face read also goes to face-embeddings (retroactive search), matched or not.

@@ -10,8 +10,8 @@ from typing import Iterable
 
 from pyflink.common import Types
 from pyflink.common.watermark_strategy import TimestampAssigner
-from pyflink.datastream import (AggregateFunction, KeyedProcessFunction, MapFunction, OutputTag,
-                                ProcessFunction, ProcessWindowFunction, RuntimeContext)
+from pyflink.datastream import (KeyedProcessFunction, MapFunction, OutputTag, ProcessFunction,
+                                RuntimeContext)
 from pyflink.datastream.functions import KeyedBroadcastProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
@@ -26,6 +26,7 @@ from camflow.transforms.detections import analysis_record
 from camflow.transforms.motion import REUSED, MotionGate, gated_detections
 from camflow.transforms.recognition import RecognitionPolicy, TrackRecognition
 from camflow.transforms.tracking import IouTracker, TrackerConfig, TrackerState
+from camflow.transforms.windows import WindowBook, WindowSpec
 from camflow.transforms import watchlist as wl
 
 # Records the job cannot use leave through this side output as DeadLetter dicts.
@@ -289,30 +290,60 @@ def encode_analysis(analysis) -> dict:
     return analysis_record(analysis, processed_ms=now_ms())
 
 
-class CountObjects(AggregateFunction):
-    """Window accumulator over frame summaries (``transforms.aggregate.WindowCounts``)."""
+class CountPerWindow(KeyedProcessFunction):
+    """Per camera: frame summaries counted into event-time windows (tumbling, or sliding when
+    ``slide_ms < size_ms``); a window's ``Aggregate`` is emitted once the watermark passes its
+    end, again if a frame updates it within the allowed lateness; frames late for every window
+    go to the ``LATE_FOR_WINDOW`` side output.
 
-    def create_accumulator(self):
-        return aggregate.WindowCounts.create()
+    State: ``open_windows`` -- window start -> ``OpenWindow`` (accumulator, emitted?), a plain
+    dict (``transforms.windows``).
 
-    def add(self, value, accumulator):
-        return aggregate.WindowCounts.add(accumulator, value)
+    Why not Flink's window operator: in the chaos test (a TaskManager failover, then the whole
+    job restored from the first checkpoint the recovered job completed) windows whose frames had
+    all been read before that checkpoint were never emitted: they did not fire from their own
+    timer after the restore. Here every element and every timer of a camera emits all of its
+    windows the watermark has passed, so a window only depends on its state.
+    """
 
-    def get_result(self, accumulator):
-        return accumulator
+    def __init__(self, size_ms: int, slide_ms: int, allowed_lateness_ms: int = 0):
+        self.spec = WindowSpec(size_ms, slide_ms, allowed_lateness_ms)
+        self.book = WindowBook(self.spec, aggregate.WindowCounts.create, aggregate.WindowCounts.add)
+        self.open_windows = None
 
-    def merge(self, acc_a, acc_b):
-        return aggregate.WindowCounts.merge(acc_a, acc_b)
+    def open(self, runtime_context: RuntimeContext):
+        self.open_windows = runtime_context.get_state(
+            ValueStateDescriptor("open_windows", Types.PICKLED_BYTE_ARRAY()))
 
+    def process_element(self, summary: dict, ctx: KeyedProcessFunction.Context):
+        watermark = ctx.timer_service().current_watermark()
+        book = self.open_windows.value() or {}
+        camera = ctx.get_current_key()
+        yield from self._aggregates(camera, self.book.due(book, watermark))
+        updates, late = self.book.add(book, summary["capture_ms"], summary, watermark)
+        if late:
+            yield LATE_FOR_WINDOW, summary
+        yield from self._aggregates(camera, updates)
+        for timer in self.book.timers(self.spec.starts(summary["capture_ms"])):
+            if timer > watermark:
+                ctx.timer_service().register_event_time_timer(timer)
+        self._keep(book)
 
-class EmitAggregate(ProcessWindowFunction):
-    """Turns a window's accumulator into an ``Aggregate`` record with its camera and bounds."""
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        book = self.open_windows.value() or {}
+        watermark = max(timestamp, ctx.timer_service().current_watermark())
+        yield from self._aggregates(ctx.get_current_key(), self.book.due(book, watermark))
+        self._keep(book)
 
-    def process(self, key: str, context: ProcessWindowFunction.Context,
-                elements: Iterable[dict]) -> Iterable[dict]:
-        window = context.window()
-        for accumulator in elements:
-            yield aggregate.WindowCounts.result(accumulator, key, window.start, window.end)
+    def _aggregates(self, camera: str, windows):
+        for start, accumulator in windows:
+            yield aggregate.WindowCounts.result(accumulator, camera, start, start + self.spec.size_ms)
+
+    def _keep(self, book: dict) -> None:
+        if book:
+            self.open_windows.update(book)
+        else:
+            self.open_windows.clear()
 
 
 class LateFrames(ProcessFunction):

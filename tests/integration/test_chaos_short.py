@@ -1,9 +1,7 @@
-"""The short form of `make chaos`: two live cameras, one TaskManager killed mid-stream and one
-whole-job restart from the latest retained checkpoint, on the local standalone cluster: every
-frame analysed once, every crowd alert of the aggregated windows present, no alert id twice
-(closable windows without an aggregate are reported: see the comment below)."""
-import warnings
-
+"""The short form of `make chaos`: two live cameras, one TaskManager killed mid-stream, then the
+whole job cancelled right after the first checkpoint the recovered job completes and restored
+from it, on the local standalone cluster: every frame analysed once, every window the final
+watermark closed aggregated, every crowd alert of those windows present, no alert id twice."""
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -18,11 +16,7 @@ def test_taskmanager_kill_and_job_restart_lose_nothing(kafka_bootstrap, built_mo
     assert result["frames_sent"] >= 120  # two live cameras, 60 frames each at least
     assert result["lost"] == 0 and result["analysed"] == result["frames_sent"]
     assert result["duplicate_alerts_in_store"] == 0
+    # Windows that Flink's own window operator lost after this sequence of faults (issue 6)
+    # are what CountPerWindow's explicit state is for.
+    assert result["windows_expected"] > 0 and result["windows_missing"] == 0, result
     assert result["missing_crowd_alerts"] == 0, result
-    # Known open problem (issue 6): in about one run in three, one window's aggregate (the same
-    # window for both cameras, its frames analysed, none late) never reaches the aggregates
-    # topic after a TaskManager failover followed by a whole-job cancel and restore. Reported,
-    # not asserted, until it is understood; frames, alerts and duplicates above are asserted.
-    if result["windows_missing"]:
-        warnings.warn(f"chaos: {result['windows_missing']} of {result['windows_expected']} "
-                      f"closable windows have no aggregate: {result}")
