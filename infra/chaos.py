@@ -438,7 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run_chaos(args.kills, args.frames_per_camera, args.fps, args.timeout, args.seed)
     print(json.dumps(result))
-    return 0 if result["lost"] == 0 and result["duplicate_alerts_in_store"] == 0 else 1
+    ok = all(result[k] == 0 for k in ("lost", "duplicate_alerts_in_store", "windows_missing",
+                                      "missing_crowd_alerts"))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
