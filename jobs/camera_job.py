@@ -79,7 +79,7 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
         # Smoother counts for dashboards: e.g. 5-minute windows every minute, not scored.
         aggregates = aggregates.union(
             summaries.process(op.CountPerWindow(job.sliding_window_ms, job.window_ms,
-                                                job.allowed_lateness_ms))
+                                                job.allowed_lateness_ms, report_late=False))
             .name("count-per-sliding-window").uid("count-per-camera-sliding-window"))
 
     # Watchlist: broadcast to every instance; only frames with faces or plates go to matching.
