@@ -144,11 +144,12 @@ def cluster_report(flink, log_lines: int = 30) -> str:
 
 
 def latest_completed_checkpoint(flink, jid: str) -> int:
+    from camflow.status import checkpoint_summary
     try:
-        latest = flink._rest(f"/jobs/{jid}/checkpoints")["latest"]["completed"]
+        last = checkpoint_summary(flink._rest(f"/jobs/{jid}/checkpoints"))["last"]
     except Exception:  # noqa: BLE001 - JobManager busy
         return -1
-    return int(latest["id"]) if latest else -1
+    return int(last["id"]) if last else -1
 
 
 def wait_next_checkpoint(flink, jid: str, timeout: float = 60.0) -> int:

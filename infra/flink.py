@@ -378,26 +378,26 @@ def submit(py_file: str | os.PathLike, args: Sequence[str] = (), parallelism: in
     return _run(cmd, check=False, timeout=timeout)
 
 
-def _rest_post(path: str, body: dict, rest_port: int | None = None, timeout: float = 10.0) -> dict:
+def _rest_send(method: str, path: str, body: dict | None = None, rest_port: int | None = None,
+               timeout: float = 10.0) -> dict:
     request = urllib.request.Request(f"http://127.0.0.1:{rest_port or _rest_port()}{path}",
-                                     data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     method=method, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as r:
             return json.loads(r.read().decode() or "{}")
     except urllib.error.HTTPError as exc:  # Flink explains in the body: {"errors": [...]}
-        raise RuntimeError(f"Flink REST POST {path}: {exc.code} {exc.read().decode()[:2000]}") from None
+        raise RuntimeError(f"Flink REST {method} {path}: {exc.code} {exc.read().decode()[:2000]}") from None
+
+
+def _rest_post(path: str, body: dict, rest_port: int | None = None, timeout: float = 10.0) -> dict:
+    return _rest_send("POST", path, body, rest_port, timeout)
 
 
 def cancel(job_id: str, rest_port: int | None = None, timeout: float = 10.0) -> None:
     """Cancel a job now (REST ``PATCH /jobs/<id>``; the ``flink cancel`` CLI first starts a JVM,
     seconds during which more checkpoints may complete)."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{rest_port or _rest_port()}/jobs/{job_id}?mode=cancel", method="PATCH")
-    try:
-        urllib.request.urlopen(request, timeout=timeout).close()
-    except urllib.error.HTTPError as exc:
-        raise RuntimeError(f"Flink REST cancel {job_id}: {exc.code} {exc.read().decode()[:2000]}") from None
+    _rest_send("PATCH", f"/jobs/{job_id}?mode=cancel", rest_port=rest_port, timeout=timeout)
 
 
 def live_jobs(name: str | None = None, rest_port: int | None = None) -> list[dict]:

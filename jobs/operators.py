@@ -324,11 +324,11 @@ class CountPerWindow(KeyedProcessFunction):
         book = self.open_windows.value() or {}
         camera = ctx.get_current_key()
         yield from self._aggregates(camera, self.book.due(book, watermark))
-        updates, late = self.book.add(book, summary["capture_ms"], summary, watermark)
-        if late and self.report_late:
+        updates, live = self.book.add(book, summary["capture_ms"], summary, watermark)
+        if not live and self.report_late:
             yield LATE_FOR_WINDOW, summary
         yield from self._aggregates(camera, updates)
-        for timer in self.book.timers(self.spec.starts(summary["capture_ms"])):
+        for timer in self.book.timers(live):
             if timer > watermark:
                 ctx.timer_service().register_event_time_timer(timer)
         self._keep(book)

@@ -72,9 +72,9 @@ class WindowBook:
         self.spec, self.create, self.add_to = spec, create, add
 
     def add(self, book: dict[int, OpenWindow], timestamp_ms: int, element: dict,
-            watermark: int) -> tuple[list[tuple[int, dict]], bool]:
+            watermark: int) -> tuple[list[tuple[int, dict]], list[int]]:
         """Adds ``element`` to its windows. Returns (windows to emit again: late updates of
-        already emitted windows, and whether the element was late for every window)."""
+        already emitted windows; the windows it went into -- none: late for every window)."""
         live = [s for s in self.spec.starts(timestamp_ms) if not self.spec.expired(s, watermark)]
         updates = []
         for start in live:
@@ -83,7 +83,7 @@ class WindowBook:
             book[start] = window
             if window.emitted:
                 updates.append((start, window.accumulator))
-        return updates, not live
+        return updates, live
 
     def due(self, book: dict[int, OpenWindow], watermark: int) -> list[tuple[int, dict]]:
         """Closed windows not yet emitted (oldest first); forgets expired ones."""

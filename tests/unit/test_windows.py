@@ -52,8 +52,8 @@ def test_a_frame_late_for_every_window_is_reported_and_not_counted():
     windows, book = book_for(), {}
     windows.add(book, 1000, frame(1000), NO_WATERMARK)
     windows.due(book, 6000)
-    updates, late = windows.add(book, 2000, frame(2000), 6000)
-    assert late and updates == [] and book == {}
+    updates, live = windows.add(book, 2000, frame(2000), 6000)
+    assert live == [] and updates == [] and book == {}
 
 
 def test_allowed_lateness_updates_an_emitted_window_then_forgets_it():
@@ -61,14 +61,14 @@ def test_allowed_lateness_updates_an_emitted_window_then_forgets_it():
     windows.add(book, 1000, frame(1000), NO_WATERMARK)
     [(_, first)] = windows.due(book, 5000)
     assert first["frames"] == 1 and 0 in book
-    updates, late = windows.add(book, 2000, frame(2000, people=3), 6000)
-    assert not late and [(s, acc["frames"]) for s, acc in updates] == [(0, 2)]
+    updates, live = windows.add(book, 2000, frame(2000, people=3), 6000)
+    assert live == [0] and [(s, acc["frames"]) for s, acc in updates] == [(0, 2)]
     assert windows.due(book, 7000) == []  # already emitted; kept until its lateness ends
     assert 0 in book
     windows.due(book, 7999)
     assert book == {}
-    _, late = windows.add(book, 2500, frame(2500), 8000)
-    assert late
+    _, live = windows.add(book, 2500, frame(2500), 8000)
+    assert live == []
 
 
 def test_sliding_windows_count_a_frame_in_each_window_that_holds_it():
