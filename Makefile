@@ -52,5 +52,7 @@ chaos: models
 soak: models
 	$(PY) -m bench.soak $(SOAK_ARGS)
 
+# Default: the fastest measured setup (bench/island.yaml; 2 TaskManagers on the local cluster).
+BENCH_SETUP ?= --config bench/island.yaml --cluster --parallelism 2
 bench: models
-	$(PY) -m bench.pipeline --videos "$(VIDEOS)" $(BENCH_ARGS)
+	$(PY) -m bench.pipeline --videos "$(VIDEOS)" $(BENCH_SETUP) $(BENCH_ARGS)

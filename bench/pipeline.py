@@ -11,6 +11,10 @@ minus capture_ms (capture -> analysed -> in Kafka). Frames published during the 
 measured. CPU is the machine's busy share from /proc/stat; memory is the summed RSS of this
 process tree (JobManager/TaskManager JVM and Python workers included) from /proc.
 
+With a ``frame_store`` in the config (``--config bench/island.yaml``, what ``make bench`` uses,
+or ``--set frame_store.url=file:///dev/shm/camflow-frames``) the publisher claim-checks like a
+sampler would: JPEG into the store, reference into Kafka; the job reads the JPEG in ``analyse``.
+
 Baseline (same invocation, same frames, same models, same config): a plain Python loop doing
 decode -> detect -> track -> faces/plates once per track -> scene rules, one frame after the
 other, no Kafka, no Flink. ``ratio_vs_baseline`` = job sustained fps / baseline fps.
@@ -168,6 +172,36 @@ class ProcSampler(threading.Thread):
                                  tree_rss_mb([os.getpid(), *task_manager_pids()])))
 
 
+# Which part of the deployment a process is, by its command line (first match wins).
+PROCESS_ROLES = (("pyflink.fn_execution", "python_workers"), ("TaskManagerRunner", "taskmanager_jvms"),
+                 ("StandaloneSessionClusterEntrypoint", "jobmanager_jvm"), ("tansu", "broker"),
+                 ("bench.pipeline", "bench_driver"))
+
+
+def cpu_ticks_by_role() -> dict[str, int]:
+    """CPU ticks (user + system) used so far by the processes of each role, from /proc."""
+    ticks: dict[str, int] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        role = next((name for key, name in PROCESS_ROLES if key in cmdline), "other")
+        ticks[role] = ticks.get(role, 0) + int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def cores_by_role(before: dict[str, int], after: dict[str, int], seconds: float) -> dict[str, float]:
+    """Cores each role used between two ``cpu_ticks_by_role`` readings. In the embedded
+    mini-cluster the JVM and its Python operators run inside the bench driver."""
+    hz = os.sysconf("SC_CLK_TCK")
+    return {role: round(max(0, after.get(role, 0) - before.get(role, 0)) / hz / seconds, 2)
+            for role in sorted(after)}
+
+
 def start_job(config, cluster: bool):
     """The job on the embedded mini-cluster, or submitted to a fresh local standalone cluster
     with one TaskManager (one slot, one Python worker process) per parallel instance. Returns
@@ -191,7 +225,7 @@ def start_job(config, cluster: bool):
                           capture_output=True, text=True, cwd=REPO, env=flink.child_env())
     if done.returncode != 0:
         raise RuntimeError(f"submit failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    wait_running(flink)
+    wait_running(flink, task_managers=config.job.parallelism)
 
     def cancel():
         jid, _ = job_state(flink)
@@ -207,6 +241,7 @@ def run_job(config, frames: dict[str, list[bytes]], fps: float, warmup_s: float,
     """Publish in real time, consume analyses, measure after the warm-up."""
     from confluent_kafka import Consumer, TopicPartition
 
+    from camflow.frame_store import FileFrameStore, configured_store
     from camflow.kafka import DeliveryTracker, ensure_topic, produce_reliably, reliable_producer
     from camflow.schemas.codec import AvroCodec
 
@@ -236,21 +271,29 @@ def run_job(config, frames: dict[str, list[bytes]], fps: float, warmup_s: float,
     sampler = ProcSampler()
     sampler.start()
     codec, producer, tracker = AvroCodec("FrameSample"), reliable_producer(config.kafka), DeliveryTracker()
+    # With a frame store the publisher does what a claim-checking sampler does: JPEG into the
+    # store, reference into Kafka (``--set frame_store.url=file:///dev/shm/camflow-frames``).
+    store = configured_store(config)
     t0 = time.monotonic() + 2.0  # the job has started consuming by then (it reads from offset 0)
     measure_from_ms = int(time.time() * 1000 + (2.0 + warmup_s) * 1000)
     total_s = warmup_s + duration_s
     published = tick = 0
     cameras = list(frames)
+    cpu_before = None  # per-role CPU over the measured window: where the cores go
     while True:
         due = t0 + tick / fps
         if due - t0 > total_s:
             break
+        if cpu_before is None and due - t0 >= warmup_s:
+            cpu_before, cpu_from = cpu_ticks_by_role(), time.monotonic()
         time.sleep(max(0.0, due - time.monotonic()))
         capture_ms = int(time.time() * 1000)
         for c in cameras:  # all cameras capture on the same tick, like synchronised NVR pulls
-            jpeg = frames[c][tick % len(frames[c])]
+            jpeg, ref = frames[c][tick % len(frames[c])], None
+            if store is not None:
+                jpeg, ref = None, store.put(c, capture_ms, tick, jpeg)
             value = codec.encode({"camera_id": c, "capture_ms": capture_ms, "sequence": tick,
-                                  "jpeg": jpeg, "jpeg_ref": None, "width": 0, "height": 0,
+                                  "jpeg": jpeg, "jpeg_ref": ref, "width": 0, "height": 0,
                                   "sampler_id": "bench"})
             produce_reliably(producer, topics.frames, value, c.encode(), capture_ms, tracker)
             published += 1
@@ -258,11 +301,15 @@ def run_job(config, frames: dict[str, list[bytes]], fps: float, warmup_s: float,
         tick += 1
     producer.flush(60)
     end_ms = int(time.time() * 1000)
+    cores = cores_by_role(cpu_before or {}, cpu_ticks_by_role(),
+                          time.monotonic() - cpu_from) if cpu_before else {}
     time.sleep(8)  # let the tail of the measured frames arrive (still counted by capture time)
     stop.set()
     consumer_thread.join(5)
     sampler.stop.set()
     cancel_job()
+    if isinstance(store, FileFrameStore):
+        store.prune(end_ms + 1)  # this run's frames
 
     # Throughput: analyses that reached the consumer during the measured window (under
     # overload the frames captured then are still queued, so count arrivals, not captures).
@@ -281,6 +328,7 @@ def run_job(config, frames: dict[str, list[bytes]], fps: float, warmup_s: float,
         "p50_latency_ms": pct(0.50), "p95_latency_ms": pct(0.95), "p99_latency_ms": pct(0.99),
         "job_emit_p50_ms": round(statistics.median(r[2] - r[1] for r in measured), 1) if measured else None,
         "cpu_busy_mean": round(statistics.mean(cpu), 3) if cpu else None,
+        "cores_by_role": cores,
         "rss_mb_start": round(rss[0], 1) if rss else None, "rss_mb_end": round(rss[-1], 1) if rss else None,
     }
 
@@ -330,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
               "p95_latency_ms": job["p95_latency_ms"], "offered_fps": args.cameras * args.fps,
               "measured_frames": job["measured_frames"], "expected_frames": job["expected_frames"],
               "backlog_at_end": job["backlog_at_end"],
-              "cpu_busy_mean": job["cpu_busy_mean"], "rss_mb_start": job["rss_mb_start"],
+              "cpu_busy_mean": job["cpu_busy_mean"], "cores_by_role": job["cores_by_role"],
+              "rss_mb_start": job["rss_mb_start"],
               "rss_mb_end": job["rss_mb_end"], "parallelism": args.parallelism,
               "runner": "standalone cluster" if args.cluster else "mini-cluster",
               "overrides": args.set}

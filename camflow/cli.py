@@ -30,6 +30,7 @@ def progress_wanted(args) -> bool | None:
 
 def cmd_ingest(args) -> int:
     from .overload import DEFAULT_MAX_IN_FLIGHT
+    from .frame_store import configured_store
     from .sampler import SourceError, ingest
     config = _config(args)
     camera = config.camera(args.camera)
@@ -47,7 +48,8 @@ def cmd_ingest(args) -> int:
                         progress=progress_wanted(args),
                         policy=args.policy or (camera.sampler_policy if camera else "keep-all"),
                         max_in_flight=args.max_in_flight or (
-                            camera.sampler_max_in_flight if camera else DEFAULT_MAX_IN_FLIGHT))
+                            camera.sampler_max_in_flight if camera else DEFAULT_MAX_IN_FLIGHT),
+                        frame_store=configured_store(config))
     except SourceError as exc:
         print(f"camflow ingest: {exc}", file=sys.stderr)
         return 2
@@ -144,6 +146,26 @@ def cmd_sink(args) -> int:
                       "expired_embeddings": report.expired_embeddings,
                       "seconds": round(report.seconds, 2)}))
     return 0
+
+
+def cmd_frames_prune(args) -> int:
+    """A file frame store's retention: frames older than ``frame_store.retention_minutes``
+    go (S3 stores use a bucket lifecycle rule instead)."""
+    import time
+
+    from .frame_store import FileFrameStore, configured_store
+    config = _config(args)
+    store = configured_store(config)
+    if not isinstance(store, FileFrameStore):
+        raise SystemExit("camflow frames prune: needs frame_store.url file:///... in the config "
+                         "(an S3 store expires frames with a bucket lifecycle rule)")
+    retention_ms = int(config.frame_store.retention_minutes * 60_000)
+    while True:
+        removed = store.prune(int(time.time() * 1000) - retention_ms)
+        print(json.dumps({"store": store.url, "removed": removed}), flush=True)
+        if not args.every:
+            return 0
+        time.sleep(args.every)
 
 
 def cmd_models(args) -> int:
@@ -388,6 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-exit", type=float, help="stop after this many seconds without records")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
     p.set_defaults(func=cmd_sink)
+
+    frames = sub.add_parser("frames", help="the claim-check frame store").add_subparsers(
+        dest="action", required=True)
+    p = frames.add_parser("prune", help="delete frames past frame_store.retention_minutes")
+    p.add_argument("--config")
+    p.add_argument("--every", type=float, help="keep pruning every this many seconds")
+    p.set_defaults(func=cmd_frames_prune)
 
     p = sub.add_parser("models", help="build or list the default models")
     p.add_argument("action", choices=["build", "list"])

@@ -145,6 +145,10 @@ class Detector(Strict):
         "person", "bicycle", "car", "motorcycle", "bus", "truck",
         "backpack", "handbag", "suitcase", "bottle"])
     threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads per operator instance")
+    input_size: int | None = Field(None, ge=64, le=2048, multiple_of=32, description=(
+        "the detector input's longest side, for models that take any frame shape ('fit' in "
+        "the manifest, e.g. centernet-coco-fit); default: the manifest's. Work grows with "
+        "its square; the smallest objects found shrink with it"))
 
 
 class Tracking(Strict):
@@ -284,10 +288,30 @@ class Console(Strict):
         return None
 
 
+class FrameStore(Strict):
+    """Claim check (camflow/frame_store.py): samplers put each JPEG here and publish only its
+    reference, so the bytes never travel through Kafka and Flink's exchanges."""
+
+    url: str = Field(description="file:///dir (tmpfs or a mount every TaskManager reads) or s3://bucket/prefix")
+    endpoint_url: str | None = Field(None, description="S3 API endpoint for non-AWS stores (MinIO, Ceph)")
+    retention_minutes: float = Field(60, gt=0, description=(
+        "file stores: frames older than this are deleted by `camflow frames prune`; S3: set "
+        "the bucket's lifecycle rule to the same age"))
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("file://", "s3://")):
+            raise ValueError("must be file:///path or s3://bucket/prefix")
+        return value
+
+
 class Config(Strict):
     deployment: str = "camflow"
     cameras: list[Camera] = Field(default_factory=list)
     kafka: Kafka = Kafka()
+    frame_store: FrameStore | None = Field(None, description=(
+        "none: JPEGs travel inline in the frames topic (simplest; fine for a few cameras)"))
     job: Job = Job()
     store: Store = Store()
     console: Console = Console()

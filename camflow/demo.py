@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from .config import Camera, Config, load_config
+from .frame_store import configured_store
 from .kafka import read_topic
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,7 +78,8 @@ def run_demo(config_path: str | None = None, video: str | None = None, fps: floa
     stop_offsets: dict[int, int] = {}
     for camera_id in ids:
         # each replay's capture times end "now" (see sampler.sample_file)
-        report = ingest(config.kafka, camera_id, video, fps, max_width=base.max_width)
+        report = ingest(config.kafka, camera_id, video, fps, max_width=base.max_width,
+                        frame_store=configured_store(config))
         for (_, partition), offset in report.next_offsets.items():
             stop_offsets[partition] = max(stop_offsets.get(partition, 0), offset)
         step(f"  {camera_id}: {report.frames} frames published ({report.bytes / 1e6:.1f} MB)")

@@ -56,7 +56,8 @@ def _detector(config=None):
         return ObjectDetector.from_manifest("centernet-coco", threads=1)
     s = config.job.detector
     return ObjectDetector.from_manifest(s.model, threads=s.threads, classes=s.classes,
-                                       score_threshold=s.score_threshold, iou_threshold=s.nms_iou)
+                                       score_threshold=s.score_threshold, iou_threshold=s.nms_iou,
+                                       input_size=s.input_size)
 
 
 def eval_detect(video: str | Path, every: int = 50, config=None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Callable
 from camflow.schemas.codec import AvroCodec
 
 from .config import Camera, Config
+from .frame_store import configured_store
 from .kafka import ensure_topic, read_topic
 from .sampler import ingest
 
@@ -84,7 +85,7 @@ def replay(config: Config, video: str, camera_id: str, fps: float | None = None,
                  "face_embeddings"):
         ensure_topic(config.kafka, getattr(topics, name), 1)
     report = ingest(config.kafka, camera_id, video, fps or camera.fps, max_width=camera.max_width,
-                    progress=progress)
+                    progress=progress, frame_store=configured_store(config))
     stops = {partition: offset for (_, partition), offset in report.next_offsets.items()}
     watchlist_stops = None
     try:  # the current watchlist, if the deployment has one

@@ -177,11 +177,13 @@ def ingest(kafka: Kafka, camera_id: str, source: str, fps: float, max_width: int
            quality: int = 85, max_frames: int | None = None, realtime: bool = False,
            start_ms: int | None = None, progress: bool | None = None,
            sampler_id: str | None = None, policy: str = "keep-all",
-           max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> IngestReport:
+           max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, frame_store=None) -> IngestReport:
     """Sample ``source`` and publish FrameSamples keyed by camera; returns once all are acked.
 
     ``policy`` says what happens when ``max_in_flight`` frames are unacknowledged (see
-    camflow/overload.py): keep-all waits, latest-only drops older unsent frames (counted)."""
+    camflow/overload.py): keep-all waits, latest-only drops older unsent frames (counted).
+    ``frame_store`` (camflow/frame_store.py): each JPEG goes there and the record carries only
+    its reference (claim check); None sends the bytes inline."""
     codec = AvroCodec("FrameSample", kafka.registry_conf(), subject=f"{kafka.topics.frames}-value")
     metrics = SamplerMetrics(camera_id)  # served by `camflow ingest --metrics-port`
     publisher = ReliablePublisher(kafka, kafka.topics.frames, policy=policy,
@@ -206,10 +208,12 @@ def ingest(kafka: Kafka, camera_id: str, source: str, fps: float, max_width: int
     for frame in frames:
         metrics.sampled.inc()
         image = resize_to_max_width(frame.image, max_width)
-        jpeg = encode_jpeg(image, quality)
+        jpeg, ref = encode_jpeg(image, quality), None
+        if frame_store is not None:  # stored before it is published: the job never waits for it
+            jpeg, ref = None, frame_store.put(camera_id, frame.capture_ms, frame.sequence, jpeg)
         value = codec.encode({
             "camera_id": camera_id, "capture_ms": frame.capture_ms, "sequence": frame.sequence,
-            "jpeg": jpeg, "jpeg_ref": None, "width": int(image.shape[1]),
+            "jpeg": jpeg, "jpeg_ref": ref, "width": int(image.shape[1]),
             "height": int(image.shape[0]), "sampler_id": sampler_id,
         })
         dropped_before = publisher.backlog.dropped

@@ -96,11 +96,12 @@ def job_state(flink) -> tuple[str | None, str | None]:
     return (live[0]["jid"], live[0]["state"]) if live else (None, None)
 
 
-def wait_running(flink, timeout: float = 180.0) -> str:
+def wait_running(flink, timeout: float = 180.0, task_managers: int = 2) -> str:
     """Until the job is RUNNING again with all its tasks deployed; returns its id.
 
     A TaskManager that died again meanwhile (or never came up) is started again: the job
-    needs both slots. On timeout the error carries what the cluster says about the job."""
+    needs all ``task_managers`` slots. On timeout the error carries what the cluster says
+    about the job."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         jid, state = job_state(flink)
@@ -111,9 +112,9 @@ def wait_running(flink, timeout: float = 180.0) -> str:
                 vertices = [{"status": "UNKNOWN"}]
             if all(v["status"] == "RUNNING" for v in vertices):
                 return jid
-        if len(task_manager_pids()) < 2:
+        if len(task_manager_pids()) < task_managers:
             log("a TaskManager is missing; starting it again")
-            ensure_task_managers(flink)
+            ensure_task_managers(flink, task_managers)
         time.sleep(1)
     raise TimeoutError(f"job not running again within {timeout:.0f}s\n{cluster_report(flink)}")
 

@@ -16,6 +16,7 @@ from pyflink.datastream.functions import KeyedBroadcastProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from camflow.config import Config
+from camflow.frame_store import FrameRefError, configured_store
 from camflow.jobs.metrics import OperatorMetrics, analyse_metrics, count_analysis
 from camflow.schemas.codec import AvroCodec, SchemaError
 from camflow.transforms import aggregate, frames
@@ -62,6 +63,23 @@ def frame_limits(config: Config) -> frames.FrameLimits:
     return frames.FrameLimits(max_jpeg_bytes=limits.max_jpeg_bytes, max_pixels=limits.max_pixels,
                               max_future_skew_ms=limits.max_future_skew_ms,
                               max_age_ms=limits.max_age_ms)
+
+
+def frame_store_reader(config: Config):
+    """``jpeg_ref`` -> JPEG bytes through the configured frame store (None: no store).
+
+    A reference the store does not serve is a bad record (dead letter), like a missing frame;
+    a store that cannot be reached raises, and the task restarts from its checkpoint."""
+    store = configured_store(config)
+    if store is None:
+        return None
+
+    def read(ref: str) -> bytes | None:
+        try:
+            return store.get(ref)
+        except FrameRefError as exc:
+            raise frames.BadFrame(frames.MISSING_IMAGE, str(exc)) from None
+    return read
 
 
 class AdmitFrames(ProcessFunction):
@@ -125,7 +143,8 @@ def load_detector(config: Config):
     return ObjectDetector.from_manifest(settings.model, build=False, threads=settings.threads,
                                         classes=settings.classes,
                                         score_threshold=settings.score_threshold,
-                                        iou_threshold=settings.nms_iou)
+                                        iou_threshold=settings.nms_iou,
+                                        input_size=settings.input_size)
 
 
 def load_recognition(config: Config) -> TrackRecognition | None:
@@ -186,7 +205,10 @@ class AnalyseFrames(KeyedProcessFunction):
     ``tracker`` -- the camera's ``TrackerState`` as a plain dict;
     ``recognition`` -- per track, how often faces/plates were looked for (plain dict);
     ``behaviour`` -- per track and zone, what the scene rules remember (plain dict);
-    ``liveness`` -- last frame time and whether the camera is offline (plain dict).
+    ``liveness`` -- last frame time and whether the camera is offline (plain dict);
+    ``liveness_timer`` -- the one pending silence check (event time), so that a frame does not
+    register a timer of its own (41 cameras at 1 fps would keep ~5000 pending, each firing
+    a Python call two minutes later).
     """
 
     def __init__(self, config: Config):
@@ -204,16 +226,19 @@ class AnalyseFrames(KeyedProcessFunction):
         self.motion_gate = MotionGate(config.job.motion_gate)
         self.detector = None
         self.recognition = None
+        self.read_frame = None
         self.motion_state = None
         self.tracker_state = None
         self.recognition_state = None
         self.behaviour_state = None
         self.liveness_state = None
+        self.liveness_timer = None
         self.metrics = None
 
     def open(self, runtime_context: RuntimeContext):
         self.detector = load_detector(self.config)
         self.recognition = load_recognition(self.config)
+        self.read_frame = frame_store_reader(self.config)
         warm_up(self.detector, self.recognition)
         self.motion_state = runtime_context.get_state(
             ValueStateDescriptor("motion", Types.PICKLED_BYTE_ARRAY()))
@@ -226,10 +251,13 @@ class AnalyseFrames(KeyedProcessFunction):
             ValueStateDescriptor("behaviour", Types.PICKLED_BYTE_ARRAY()))
         self.liveness_state = runtime_context.get_state(
             ValueStateDescriptor("liveness", Types.PICKLED_BYTE_ARRAY()))
+        self.liveness_timer = runtime_context.get_state(
+            ValueStateDescriptor("liveness_timer", Types.LONG()))
 
     def process_element(self, record: dict, ctx: KeyedProcessFunction.Context):
         try:
-            analysis = frames.validate(record, now_ms=record["admitted_ms"], limits=self.limits)
+            analysis = frames.validate(record, now_ms=record["admitted_ms"], limits=self.limits,
+                                       resolve_jpeg_ref=self.read_frame)
         except frames.BadFrame as exc:
             payload = AvroCodec("FrameSample").encode({k: v for k, v in record.items()
                                                        if k != "admitted_ms"})
@@ -252,10 +280,10 @@ class AnalyseFrames(KeyedProcessFunction):
             yield ALERTS, alert
         yield from self._check_liveness(analysis.camera_id, analysis.capture_ms, ctx)
         analysis.image = None  # the decoded frame stays inside this operator chain
-        if not (len(analysis.faces) or len(analysis.plates)):
+        if analysis.jpeg_ref or not (len(analysis.faces) or len(analysis.plates)):
             # Only watchlist matching needs the JPEG again (evidence crops of faces and plates);
             # every other frame leaves without its ~50-100 KB, which each later hop through
-            # Flink's runtime would copy and serialise.
+            # Flink's runtime would copy and serialise. A claim-checked frame never carries it.
             analysis.jpeg = b""
         count_analysis(self.metrics, analysis)
         yield analysis
@@ -276,13 +304,21 @@ class AnalyseFrames(KeyedProcessFunction):
             return  # a bounded run ended: the final watermark is no silence of the camera
         step = self.liveness.step(self.liveness_state.value(), camera_id, frame_ms, watermark)
         self.liveness_state.update(step.state)
-        if step.extra["next_check_ms"] is not None:
-            ctx.timer_service().register_event_time_timer(step.extra["next_check_ms"])
+        next_check, pending = step.extra["next_check_ms"], self.liveness_timer.value()
+        # One pending check per camera: a later frame moves the deadline, and the check that
+        # fires first sees that and sets the next one (``on_timer``).
+        if next_check is not None and (pending is None or pending <= watermark
+                                       or next_check < pending):
+            ctx.timer_service().register_event_time_timer(next_check)
+            self.liveness_timer.update(next_check)
         for alert in step.alerts:
             yield ALERTS, alert
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        """The watermark passed a camera's deadline: other cameras moved on, this one is silent."""
+        """The watermark passed a camera's check time: silent since its last frame, or not."""
+        pending = self.liveness_timer.value()
+        if pending is not None and pending <= timestamp:
+            self.liveness_timer.clear()
         yield from self._check_liveness(ctx.get_current_key(), None, ctx)
 
 
@@ -324,11 +360,15 @@ class CountPerWindow(KeyedProcessFunction):
         book = self.open_windows.value() or {}
         camera = ctx.get_current_key()
         yield from self._aggregates(camera, self.book.due(book, watermark))
+        known = set(book)
         updates, live = self.book.add(book, summary["capture_ms"], summary, watermark)
         if not live and self.report_late:
             yield LATE_FOR_WINDOW, summary
         yield from self._aggregates(camera, updates)
-        for timer in self.book.timers(live):
+        # Timers only for windows this frame opened: the others have theirs already (timers
+        # are checkpointed with the state). Each registration is a message to the JVM, and
+        # re-registering every open sliding window on every frame cost ~20 % of throughput.
+        for timer in self.book.timers(s for s in live if s not in known):
             if timer > watermark:
                 ctx.timer_service().register_event_time_timer(timer)
         self._keep(book)
@@ -441,6 +481,8 @@ class MatchWatchlist(KeyedBroadcastProcessFunction):
     def __init__(self, config: Config):
         m = config.job.watchlist
         self.evidence_max_bytes = m.evidence_max_bytes
+        self.config = config
+        self.read_frame = None
         self.face_decider = wl.FaceMatchDecider(threshold=m.face_threshold,
                                                 confirmations=m.face_confirmations,
                                                 window_ms=m.confirm_window_ms, cooldown_ms=m.cooldown_ms)
@@ -456,6 +498,7 @@ class MatchWatchlist(KeyedBroadcastProcessFunction):
 
     def open(self, runtime_context: RuntimeContext):
         self.metrics = OperatorMetrics(runtime_context).declare("watchlist_matches")
+        self.read_frame = frame_store_reader(self.config)
         self.metrics.gauge("watchlist_faces", lambda: self._watchlist_size("face"))
         self.metrics.gauge("watchlist_plates", lambda: self._watchlist_size("plate"))
         self.faces_state = runtime_context.get_state(
@@ -522,7 +565,15 @@ class MatchWatchlist(KeyedBroadcastProcessFunction):
         alerts are rare, so the frame is not kept decoded for them)."""
         if not alerts or not self.evidence_max_bytes:
             return alerts
-        image = frames.decode_jpeg(analysis.jpeg)
+        jpeg = analysis.jpeg
+        if not jpeg and analysis.jpeg_ref and self.read_frame is not None:
+            try:
+                jpeg = self.read_frame(analysis.jpeg_ref)
+            except frames.BadFrame:
+                jpeg = None
+        if not jpeg:  # the frame left the store already: the alert goes out without a crop
+            return alerts
+        image = frames.decode_jpeg(jpeg)
         for alert in alerts:
             rows = [i for i, t in enumerate(objects.tracker_id) if t == alert.get("track_id")]
             row = rows[0] if rows else int(objects.confidence.argmax())

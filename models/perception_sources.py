@@ -57,6 +57,57 @@ def centernet_input_size(data: bytes, size: int) -> bytes:
     return model.SerializeToString()
 
 
+def centernet_any_size(data: bytes) -> bytes:
+    """The TF.js CenterNet with a dynamic input height and width (multiples of 32).
+
+    A camera frame letterboxed into a square wastes the padding's convolutions: a 16:9 frame
+    in 512x512 is 44 % grey bars. With both sides free, the detector sees the frame at the
+    same scale with only the padding to the next multiple of 32 (``resize: fit``), e.g.
+    512x288 for 16:9: 0.56x the work for the same detections. As in
+    ``centernet_input_size``, the in-graph decoder's two shape constants are patched; the
+    heatmap width is now read from the heatmap's own shape (``[1, H/4, W/4, 80]``) instead
+    of a constant. Weights untouched. Needs ``onnx`` (build time only).
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load_from_string(data)
+    graph = model.graph
+    inits = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    width_users = [n for n in graph.node if "const_51" in n.input]
+    if (inits.get("const_51") is None or int(inits["const_51"]) != 128 or len(width_users) != 2
+            or inits.get("const_65") is None or inits["const_65"].tolist() != [16384, 4]):
+        raise ValueError("not the expected CenterNet graph (heatmap width / box map constants)")
+    # The heatmap is the NHWC input of the peak search (the Reshape that flattens it for TopK).
+    flatten = next(n for n in graph.node if n.op_type == "Reshape" and n.input[1] == "const_87")
+    peaks = next(n for n in graph.node if n.output[0] == flatten.input[0])  # heatmap * is-peak
+    heatmap = peaks.input[0]
+    shape_nodes = [
+        helper.make_node("Shape", [heatmap], ["camflow/heatmap_shape"], name="camflow/heatmap_shape"),
+        helper.make_node("Gather", ["camflow/heatmap_shape", "camflow/two"],
+                         ["camflow/heatmap_width64"], name="camflow/heatmap_width64", axis=0),
+        helper.make_node("Cast", ["camflow/heatmap_width64"], ["camflow/heatmap_width"],
+                         name="camflow/heatmap_width", to=TensorProto.INT32),
+    ]
+    graph.initializer.append(numpy_helper.from_array(np.array(2, np.int64), "camflow/two"))
+    for node in width_users:
+        node.input[:] = ["camflow/heatmap_width" if i == "const_51" else i for i in node.input]
+    first_user = min(list(graph.node).index(n) for n in width_users)
+    for offset, node in enumerate(shape_nodes):
+        graph.node.insert(first_user + offset, node)
+    for init in graph.initializer:
+        if init.name == "const_65":  # box map, flattened: any number of heatmap cells
+            init.CopyFrom(numpy_helper.from_array(np.array([-1, 4], np.int64), init.name))
+    graph.initializer.remove(next(i for i in graph.initializer if i.name == "const_51"))
+    dims = graph.input[0].type.tensor_type.shape.dim
+    dims[1].ClearField("dim_value"); dims[1].dim_param = "height"
+    dims[2].ClearField("dim_value"); dims[2].dim_param = "width"
+    del graph.value_info[:]  # shapes inferred for 512 no longer hold
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
 def centerface_dynamic(data: bytes) -> bytes:
     """Make CenterFace's fixed 10x3x32x32 input (and 8x8 outputs) dynamic.
 

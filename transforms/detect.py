@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +71,9 @@ class InputConfig:
     colour: str = "RGB"  # or BGR
     scale: float = 1.0 / 255.0
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    resize: str = "letterbox"  # or stretch
+    resize: str = "letterbox"  # or stretch, or fit (see ``preprocess``)
     pad_value: int = 114
+    stride: int = 32  # fit: the tensor's sides are padded up to a multiple of this
     batch: int | None = 1  # None: dynamic batch dimension
 
     @classmethod
@@ -115,6 +116,16 @@ def preprocess(image_bgr: np.ndarray, cfg: InputConfig) -> tuple[np.ndarray, Tra
         img = np.full((cfg.height, cfg.width, 3), cfg.pad_value, np.uint8)
         img[py:py + nh, px:px + nw] = resized
         tr = Transform(nw / w0, nh / h0, float(px), float(py), w0, h0)
+    elif cfg.resize == "fit":
+        # Models with a free input size: scaled as letterbox would, then padded (right and
+        # bottom) only up to the stride, not to the square: no convolutions on grey bars.
+        r = min(cfg.width / w0, cfg.height / h0)
+        nw, nh = max(1, round(w0 * r)), max(1, round(h0 * r))
+        resized = cv2.resize(image_bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        tw, th = -(-nw // cfg.stride) * cfg.stride, -(-nh // cfg.stride) * cfg.stride
+        img = np.full((th, tw, 3), cfg.pad_value, np.uint8)
+        img[:nh, :nw] = resized
+        tr = Transform(nw / w0, nh / h0, 0.0, 0.0, w0, h0)
     else:
         raise ValueError(f"unknown resize mode {cfg.resize!r}")
     if cfg.colour == "RGB":
@@ -235,7 +246,8 @@ class ObjectDetector:
     def __init__(self, entry: Any, model_path: str | os.PathLike, *, threads: int = 1,
                  providers: Sequence[Any] | None = None, classes: Iterable[str | int] | None = None,
                  score_threshold: float | None = None, iou_threshold: float | None = None,
-                 max_detections: int | None = None, session: Any = None) -> None:
+                 max_detections: int | None = None, session: Any = None,
+                 input_size: int | None = None) -> None:
         m = _as_mapping(entry)
         self.name: str = m.get("name", Path(model_path).stem)
         self.decoder_name: str = m.get("decoder", "yolov8")
@@ -247,6 +259,11 @@ class ObjectDetector:
             names = entry.class_names
         self.class_names: tuple[str, ...] = COCO_CLASSES if names == "coco80" else tuple(names)
         self.input = InputConfig.from_mapping(m["input"])
+        if input_size is not None:
+            if self.input.resize != "fit" or input_size % self.input.stride:
+                raise ValueError(f"input_size needs a model with resize 'fit' and a multiple of "
+                                 f"{self.input.stride}; {self.name} has {self.input.resize!r}")
+            self.input = replace(self.input, width=input_size, height=input_size)
         th = m.get("thresholds") or {}
         self.score_threshold = float(score_threshold if score_threshold is not None
                                      else th.get("score", 0.35))

@@ -114,6 +114,9 @@ class FrameAnalysis:
     height: int
     jpeg: bytes
     sampler_id: str = ""
+    # Claim check: where the JPEG lives when the sampler stored it instead of sending it; the
+    # job then carries the reference, not the bytes (camflow/frame_store.py).
+    jpeg_ref: str | None = None
     detections: Detections = field(default_factory=Detections)
     # Faces (with data["embedding"]) and licence plates (data["plate_text"]) found on the
     # objects above; tracker_id is the owning person's / vehicle's track.

@@ -258,6 +258,7 @@ def validate(
         height=int(image.shape[0]),
         jpeg=jpeg,
         sampler_id=sampler_id,
+        jpeg_ref=jpeg_ref if record.get("jpeg") is None else None,
         image=image,
     )
 

