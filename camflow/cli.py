@@ -180,6 +180,12 @@ def cmd_models(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    if args.what in ("faces", "plates", "watchlist") and not (args.images and args.labels):
+        raise SystemExit(f"camflow eval {args.what}: --images and --labels are required "
+                         f"(e.g. --images ../shared/data/{'plates' if args.what == 'plates' else 'faces'} "
+                         f"--labels .../labels.csv)")
+    if args.what == "detect" and not args.video:
+        raise SystemExit("camflow eval detect: --video is required")
     if args.what == "faces":
         from .eval_perception import eval_faces
         result = eval_faces(args.images, args.labels)
@@ -187,8 +193,6 @@ def cmd_eval(args) -> int:
         from .eval_perception import eval_plates
         result = eval_plates(args.images, args.labels)
     elif args.what == "watchlist":
-        if not (args.images and args.labels):
-            raise SystemExit("camflow eval watchlist: --images and --labels are required")
         from .eval_watchlist import eval_watchlist
         result = eval_watchlist(args.images, args.labels, config=_config(args))
     else:

@@ -366,8 +366,8 @@ class CountPerWindow(KeyedProcessFunction):
             yield LATE_FOR_WINDOW, summary
         yield from self._aggregates(camera, updates)
         # Timers only for windows this frame opened: the others have theirs already (timers
-        # are checkpointed with the state). Each registration is a message to the JVM, and
-        # re-registering every open sliding window on every frame cost ~20 % of throughput.
+        # are checkpointed with the state). Each registration is a message to the JVM; a
+        # 5-minute window sliding by 1 minute re-registered 5 timers on every frame.
         for timer in self.book.timers(s for s in live if s not in known):
             if timer > watermark:
                 ctx.timer_service().register_event_time_timer(timer)

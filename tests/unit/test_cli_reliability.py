@@ -40,3 +40,12 @@ def test_camera_sampler_policy_is_validated():
     for bad in ({"sampler_policy": "drop-some"}, {"sampler_max_in_flight": 0}):
         with pytest.raises(ValidationError):
             Config.model_validate({"cameras": [{"id": "port", **bad}]})
+
+
+@pytest.mark.parametrize("argv, needs", [(["eval", "faces"], "--images and --labels"),
+                                         (["eval", "plates", "--images", "x"], "--images and --labels"),
+                                         (["eval", "detect"], "--video")])
+def test_eval_without_its_data_says_what_is_missing(argv, needs):
+    from camflow.cli import main
+    with pytest.raises(SystemExit, match=needs):
+        main(argv)
