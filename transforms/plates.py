@@ -541,8 +541,8 @@ class PlateRecogniser:
             scale = max(1.0, self.vehicle_crop_height / crop.shape[0])
             if scale > 1.0:
                 crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-            # A vehicle crop is already >= vehicle_crop_height px: re-reading it upscaled with
-            # a border finds nothing new and was half of the job's plate time (bench/README.md).
+            # A vehicle crop is already >= vehicle_crop_height px: the upscaled, bordered
+            # re-reading is meant for tight plate crops, and doubled the OCR calls here.
             reads = self.read_region(crop, retry_padded=False)
             if reads:
                 best = max(reads, key=lambda p: p.confidence)

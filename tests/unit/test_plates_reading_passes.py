@@ -1,6 +1,6 @@
 """How many OCR readings a plate search costs: a tight crop that does not parse is re-read
 upscaled with a border; a vehicle crop without a plate box is read once (the retry cannot
-help there, and was half of the job's plate time)."""
+help there, and doubled the OCR calls of the job's plate reading)."""
 from __future__ import annotations
 
 import numpy as np
