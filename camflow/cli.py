@@ -182,8 +182,7 @@ def cmd_models(args) -> int:
 def cmd_eval(args) -> int:
     if args.what in ("faces", "plates", "watchlist") and not (args.images and args.labels):
         raise SystemExit(f"camflow eval {args.what}: --images and --labels are required "
-                         f"(e.g. --images ../shared/data/{'plates' if args.what == 'plates' else 'faces'} "
-                         f"--labels .../labels.csv)")
+                         "(a folder of images and its labels CSV)")
     if args.what == "detect" and not args.video:
         raise SystemExit("camflow eval detect: --video is required")
     if args.what == "faces":

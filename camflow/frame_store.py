@@ -3,8 +3,8 @@ reference (``FrameSample.jpeg_ref``); the job reads the bytes where it decodes t
 
 Why: a 960-px JPEG is 50-150 KB. Carried inline it is copied through every hop of the job
 before the keyed analysis (Kafka fetch, the Python admit step and back, the keyed exchange,
-the Python analysis), and those copies cost the TaskManager about as much CPU as the detector
-(bench/README.md). A reference is ~80 bytes.
+the Python analysis). With 2 TaskManagers on 2 cores those copies made parallelism 2 slower
+than 1; claim-checked, it is faster (bench/README.md). A reference is ~80 bytes.
 
 Stores, by URL:
 - ``file:///dev/shm/camflow-frames``: a directory every TaskManager can read (a tmpfs on one
@@ -107,8 +107,8 @@ class S3FrameStore:
     def get(self, ref: str) -> bytes | None:
         parsed = urlparse(ref)
         key = parsed.path.lstrip("/")
-        if parsed.scheme != "s3" or parsed.netloc != self.bucket or not (
-                not self.prefix or key.startswith(self.prefix + "/")):
+        in_prefix = key.startswith(self.prefix + "/") if self.prefix else True
+        if parsed.scheme != "s3" or parsed.netloc != self.bucket or not in_prefix:
             raise FrameRefError(f"jpeg_ref {ref!r} is outside the frame store {self.url}")
         try:
             return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()

@@ -63,7 +63,8 @@ def centernet_any_size(data: bytes) -> bytes:
     A camera frame letterboxed into a square wastes the padding's convolutions: a 16:9 frame
     in 512x512 is 44 % grey bars. With both sides free, the detector sees the frame at the
     same scale with only the padding to the next multiple of 32 (``resize: fit``), e.g.
-    512x288 for 16:9: 0.56x the work for the same detections. As in
+    512x288 for 16:9: 0.56x the work (scores run a little lower without the grey bars: the
+    manifest's threshold for it is 0.35). As in
     ``centernet_input_size``, the in-graph decoder's two shape constants are patched; the
     heatmap width is now read from the heatmap's own shape (``[1, H/4, W/4, 80]``) instead
     of a constant. Weights untouched. Needs ``onnx`` (build time only).
