@@ -47,7 +47,7 @@ VIDEOS ?= ../shared/data/video
 BENCH_ARGS ?=
 chaos: models
 	bash infra/postgres.sh
-	$(PY) -m camflow.infra.chaos $(CHAOS_ARGS)
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
 soak: models
 	$(PY) -m bench.soak $(SOAK_ARGS)

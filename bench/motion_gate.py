@@ -28,11 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from bench.pipeline import VIDEO_SUFFIXES
     from camflow.config import Config
-    from camflow.jobs.operators import load_detector
+    from camflow.core import perception
     from camflow.transforms.frames import resize_to_max_width
     from camflow.transforms.motion import MotionGate
 
-    detector = load_detector(Config())
+    detector = perception.configured_detector(Config().job.detector)
     totals = {"frames": 0, "skipped": 0, "agree": 0, "count_diff": 0,
               "detect_s": 0.0, "gate_s": 0.0}
     for video in sorted(p for p in Path(args.videos).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES):

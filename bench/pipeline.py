@@ -105,21 +105,12 @@ def bench_config(cameras: list[str], kafka_bootstrap: str, parallelism: int, bas
 
 
 def run_baseline(config, frames: dict[str, list[bytes]], limit_s: float) -> dict:
-    """Plain loop, one process, the job's own transforms and models."""
-    from camflow.jobs.operators import load_detector, load_recognition
+    """Plain loop, one process: the job's own per-camera step and models, without Flink."""
+    from camflow.core import perception
     from camflow.transforms import frames as frame_checks
-    from camflow.transforms.behaviour import SceneBehaviour
-    from camflow.transforms.motion import MotionGate, gated_detections
-    from camflow.transforms.tracking import IouTracker, TrackerConfig, TrackerState
-    detector, recognition = load_detector(config), load_recognition(config)
-    gate = MotionGate(config.job.motion_gate)
-    t = config.job.tracking
-    tracker = IouTracker(TrackerConfig(high_confidence=t.high_confidence,
-                                       min_iou_high=t.iou_threshold, max_age_ms=t.max_age_ms,
-                                       min_hits=t.min_hits))
-    rules = SceneBehaviour(None)
-    states = {c: {"motion": None, "tracker": TrackerState(), "recognition": None, "behaviour": None}
-              for c in frames}
+    from camflow.transforms.camera_analysis import CameraState
+    step = perception.camera_analysis(config)
+    states = {c: CameraState() for c in frames}
     order = [(i, c) for i in range(max(len(v) for v in frames.values())) for c in frames
              if i < len(frames[c])]
     started, done = time.monotonic(), 0
@@ -129,14 +120,7 @@ def run_baseline(config, frames: dict[str, list[bytes]], limit_s: float) -> dict
         record = {"camera_id": camera, "capture_ms": now + i * 1000, "sequence": i, "jpeg": jpeg,
                   "jpeg_ref": None, "width": 0, "height": 0, "sampler_id": "bench"}
         analysis = frame_checks.validate(record, now_ms=record["capture_ms"])
-        state = states[camera]
-        analysis.detections, state["motion"], _ = gated_detections(
-            gate, state["motion"], analysis.image, analysis.capture_ms, detector, detector.class_names)
-        update = tracker.update(state["tracker"], analysis.detections, analysis.capture_ms)
-        state["tracker"], analysis.detections = update.state, update.detections
-        if recognition is not None:
-            state["recognition"] = recognition(state["recognition"], analysis)
-        state["behaviour"] = rules.step(state["behaviour"], analysis).state
+        states[camera] = step.frame(states[camera], analysis, watermark_ms=None).state
         done += 1
         if time.monotonic() - started > limit_s:
             break
@@ -144,7 +128,8 @@ def run_baseline(config, frames: dict[str, list[bytes]], limit_s: float) -> dict
     return {"frames": done, "seconds": round(seconds, 2), "fps": round(done / seconds, 2)}
 
 
-from camflow.infra.chaos import task_manager_pids, tree_rss_mb  # noqa: E402 (one /proc walker for all benches)
+from camflow.jobs.environment import child_env
+from bench.chaos import task_manager_pids, tree_rss_mb  # noqa: E402 (one /proc walker for all benches)
 
 
 class ProcSampler(threading.Thread):
@@ -216,13 +201,13 @@ def start_job(config, cluster: bool):
     import yaml
 
     from camflow.infra import flink
-    from camflow.infra.chaos import job_state, wait_running
+    from bench.chaos import job_state, wait_running
     flink.stop_cluster()
     flink.start_cluster(taskmanagers=config.job.parallelism, slots=1)
     path = Path(tempfile.mkdtemp(prefix="camflow-bench-")) / "bench.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    done = subprocess.run([sys.executable, "-m", "camflow.cli", "job", "submit", "--config", str(path)],
-                          capture_output=True, text=True, cwd=REPO, env=flink.child_env())
+    done = subprocess.run([sys.executable, "-m", "camflow.commands", "job", "submit", "--config", str(path)],
+                          capture_output=True, text=True, cwd=REPO, env=child_env())
     if done.returncode != 0:
         raise RuntimeError(f"submit failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     wait_running(flink, task_managers=config.job.parallelism)
@@ -241,8 +226,8 @@ def run_job(config, frames: dict[str, list[bytes]], fps: float, warmup_s: float,
     """Publish in real time, consume analyses, measure after the warm-up."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from camflow.frame_store import FileFrameStore, configured_store
-    from camflow.kafka import DeliveryTracker, ensure_topic, produce_reliably, reliable_producer
+    from camflow.core.frame_store import FileFrameStore, configured_store
+    from camflow.core.kafka import DeliveryTracker, ensure_topic, produce_reliably, reliable_producer
     from camflow.schemas.codec import AvroCodec
 
     topics = config.kafka.topics

@@ -22,13 +22,15 @@ from pathlib import Path
 
 import yaml
 
+from camflow.jobs.environment import child_env
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
 def tm_rss_mb() -> float:
     """The TaskManagers' memory: their JVMs and the Python workers under them."""
-    from camflow.infra.chaos import task_manager_pids, tree_rss_mb
+    from bench.chaos import task_manager_pids, tree_rss_mb
     return tree_rss_mb(task_manager_pids())
 
 
@@ -45,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.pipeline import VIDEO_SUFFIXES, camera_frames
     from camflow.config import Config
     from camflow.infra import broker, flink
-    from camflow.infra.chaos import job_state, wait_running
-    from camflow.kafka import DeliveryTracker, ensure_topic, produce_reliably, reliable_producer
+    from bench.chaos import job_state, wait_running
+    from camflow.core.kafka import DeliveryTracker, ensure_topic, produce_reliably, reliable_producer
     from camflow.schemas.codec import AvroCodec
 
     run = uuid.uuid4().hex[:8]
@@ -72,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
     flink.stop_cluster()
     flink.start_cluster(taskmanagers=2, slots=1)
-    subprocess.run([sys.executable, "-m", "camflow.cli", "job", "submit", "--config",
+    subprocess.run([sys.executable, "-m", "camflow.commands", "job", "submit", "--config",
                     str(work / "soak.yaml")], check=True, capture_output=True, cwd=REPO,
-                   env=flink.child_env())
+                   env=child_env())
     jid = wait_running(flink)
     print(f"[soak] job {jid} running; {args.cameras} cameras x {args.fps} fps for "
           f"{args.minutes} min", flush=True)
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         offsets = committed.committed([TopicPartition(config.kafka.topics.frames, p) for p in range(2)],
                                       timeout=10)
         done = sum(max(0, tp.offset) for tp in offsets)
-        checkpoints = flink._rest(f"/jobs/{jid}/checkpoints")
+        checkpoints = flink.rest().get(f"/jobs/{jid}/checkpoints")
         latest = (checkpoints.get("latest") or {}).get("completed") or {}
         sample = {"t_s": round(time.monotonic() - started), "rss_mb": round(tm_rss_mb(), 1),
                   "lag_frames": produced - done, "produced": produced,

@@ -1,4 +1,5 @@
-"""PyFlink helpers: configured execution environments and a local standalone cluster.
+"""A local standalone Flink cluster for development, tests and the bench (the job's own
+execution environment is ``jobs/environment.py``; the REST client ``camflow/core/flink_rest.py``).
 
     python -m camflow.infra.flink up [--taskmanagers 2 --slots 2]   # JM + TMs from the pyflink package
     python -m camflow.infra.flink status
@@ -19,39 +20,16 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from typing import Iterable, Sequence
+from typing import Sequence
+
+from camflow.core.flink_rest import FlinkRest
+from camflow.jobs.environment import child_env, java_home
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-DEBIAN_JDK17 = "/usr/lib/jvm/java-17-openjdk-amd64"
 DEFAULT_REST_PORT = 8081
 
 
 # --------------------------------------------------------------------------- paths
-def java_home() -> str:
-    """JAVA_HOME for Flink: ``$JAVA_HOME`` if it has bin/java, else the Debian JDK 17 folder."""
-    env = os.environ.get("JAVA_HOME")
-    if env and os.access(os.path.join(env, "bin", "java"), os.X_OK):
-        return env
-    if os.access(os.path.join(DEBIAN_JDK17, "bin", "java"), os.X_OK):
-        return DEBIAN_JDK17
-    java = shutil.which("java")
-    if java:
-        return str(pathlib.Path(java).resolve().parent.parent)
-    raise RuntimeError("no JDK found: apt-get install -y openjdk-17-jdk-headless")
-
-
-def _set_java_env() -> str:
-    jh = java_home()
-    os.environ["JAVA_HOME"] = jh
-    path = os.environ.get("PATH", "")
-    jbin = os.path.join(jh, "bin")
-    if jbin not in path.split(os.pathsep):
-        os.environ["PATH"] = jbin + os.pathsep + path
-    return jh
-
-
 def flink_home() -> pathlib.Path:
     """The installed ``pyflink`` package folder (it holds bin/, lib/, opt/, conf/)."""
     import importlib.util
@@ -85,89 +63,6 @@ def venv_python() -> str:
     """Python used by Flink's Python workers: the repo venv if present, else this interpreter."""
     venv = REPO / ".venv" / "bin" / "python"
     return str(venv) if venv.exists() else sys.executable
-
-
-# --------------------------------------------------------------------------- pyflink kafka shim
-_PATCHED = False
-
-
-def patch_pyflink_kafka() -> None:
-    """Make pyflink's ``KafkaTopicPartition`` / ``KafkaOffsetResetStrategy`` work with our jars.
-
-    pyflink 2.3.0 builds these with the *shaded* class names of the fat
-    ``flink-sql-connector-kafka`` jar (``org.apache.flink.kafka.shaded.org.apache.kafka...``).
-    We ship the thin ``flink-connector-kafka.jar`` + plain ``kafka-clients.jar``, so
-    ``set_partitions(...)``, ``KafkaOffsetsInitializer.offsets(...)`` and
-    ``committed_offsets(...)`` would fail with "Could not found the Java class".
-    This swaps in the unshaded ``org.apache.kafka...`` classes (client side only;
-    called by :func:`make_env`; idempotent).
-    """
-    global _PATCHED
-    if _PATCHED:
-        return
-    from pyflink.datastream.connectors import kafka as pk
-    from pyflink.java_gateway import get_gateway
-
-    def _to_j_topic_partition(self):
-        return get_gateway().jvm.org.apache.kafka.common.TopicPartition(self._topic, self._partition)
-
-    def _to_j_offset_reset_strategy(self):
-        cls = get_gateway().jvm.org.apache.kafka.clients.consumer.OffsetResetStrategy
-        return getattr(cls, self.name)
-
-    pk.KafkaTopicPartition._to_j_topic_partition = _to_j_topic_partition
-    pk.KafkaOffsetResetStrategy._to_j_offset_reset_strategy = _to_j_offset_reset_strategy
-    _PATCHED = True
-
-
-# --------------------------------------------------------------------------- embedded env
-def make_env(parallelism: int = 1, checkpoint_ms: int | None = None,
-             jars: Iterable[str | os.PathLike] | None = None, kafka: bool = True,
-             config: dict[str, str] | None = None):
-    """A configured :class:`pyflink.datastream.StreamExecutionEnvironment`.
-
-    * JAVA_HOME (and PATH) are set before the JVM gateway starts;
-    * ``python.executable`` = ``sys.executable`` (the Python workers use this venv);
-    * ``jars`` (paths or file:// URLs) are added; with ``kafka=True`` (default) the
-      Kafka connector + kafka-clients jars from :mod:`camflow.infra.jars` are added too;
-    * with ``kafka=True`` :func:`patch_pyflink_kafka` is applied (needed for
-      ``KafkaTopicPartition`` / ``KafkaOffsetsInitializer.offsets`` with our jars);
-    * ``checkpoint_ms`` enables checkpointing at that interval;
-    * ``config``: extra Flink options (e.g. ``{"python.fn-execution.bundle.size": "10"}``).
-
-    Run from a plain ``python job.py`` this is an embedded mini-cluster; inside
-    ``flink run -py`` it is the cluster's context environment.
-    """
-    _set_java_env()
-    from pyflink.common import Configuration
-    from pyflink.datastream import StreamExecutionEnvironment
-
-    conf = Configuration()
-    conf.set_string("python.executable", sys.executable)
-    conf.set_string("python.client.executable", sys.executable)
-    for k, v in (config or {}).items():
-        conf.set_string(k, str(v))
-    env = StreamExecutionEnvironment.get_execution_environment(conf)
-    env.set_parallelism(parallelism)
-    env.set_python_executable(sys.executable)
-
-    urls: list[str] = []
-    all_jars: list[str | os.PathLike] = []
-    if kafka:
-        from camflow.infra.jars import ensure_kafka_connector_jars
-
-        all_jars.extend(ensure_kafka_connector_jars())
-    all_jars.extend(jars or [])
-    for j in all_jars:
-        s = str(j)
-        urls.append(s if "://" in s else pathlib.Path(s).resolve().as_uri())
-    if urls:
-        env.add_jars(*urls)
-    if kafka:
-        patch_pyflink_kafka()
-    if checkpoint_ms:
-        env.enable_checkpointing(int(checkpoint_ms))
-    return env
 
 
 # --------------------------------------------------------------------------- standalone cluster
@@ -266,18 +161,6 @@ state:
     return dst
 
 
-# Set in a process that has run a job on the embedded mini-cluster: PyFlink runs the Python
-# operators of local jobs in the client process ("loopback"), and marks the process so.
-# A child process (a CLI, `flink run`, a job script) must not inherit the mark.
-LOOPBACK_VARIABLES = ("PYFLINK_GATEWAY_DISABLED", "PYTHON_LOOPBACK_SERVER_ADDRESS",
-                      "_PYFLINK_CONN_INFO_PATH")
-
-
-def child_env() -> dict[str, str]:
-    """``os.environ`` for a child process that may start its own PyFlink client."""
-    return {k: v for k, v in os.environ.items() if k not in LOOPBACK_VARIABLES}
-
-
 def _cluster_env() -> dict[str, str]:
     env = child_env()
     jh = java_home()
@@ -298,11 +181,6 @@ def _run(cmd: Sequence[str], check: bool = True, capture: bool = True, timeout: 
                           capture_output=capture, stdin=subprocess.DEVNULL)
 
 
-def _rest(path: str, rest_port: int = DEFAULT_REST_PORT, timeout: float = 2.0):
-    with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}{path}", timeout=timeout) as r:
-        return json.loads(r.read().decode())
-
-
 def _rest_port() -> int:
     try:
         import yaml
@@ -313,12 +191,14 @@ def _rest_port() -> int:
         return DEFAULT_REST_PORT
 
 
+def rest(rest_port: int | None = None) -> FlinkRest:
+    """The REST client of the local cluster."""
+    return FlinkRest(f"http://127.0.0.1:{rest_port or _rest_port()}")
+
+
 def cluster_status(rest_port: int | None = None) -> dict | None:
     """``/overview`` of the running cluster (taskmanagers, slots-total, ...) or None."""
-    try:
-        return _rest("/overview", rest_port or _rest_port())
-    except Exception:
-        return None
+    return rest(rest_port).overview()
 
 
 def start_cluster(taskmanagers: int = 2, slots: int = 2, rest_port: int = DEFAULT_REST_PORT,
@@ -376,64 +256,6 @@ def submit(py_file: str | os.PathLike, args: Sequence[str] = (), parallelism: in
     cmd += list(extra)
     cmd += list(args)
     return _run(cmd, check=False, timeout=timeout)
-
-
-def _rest_send(method: str, path: str, body: dict | None = None, rest_port: int | None = None,
-               timeout: float = 10.0) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{rest_port or _rest_port()}{path}",
-                                     data=None if body is None else json.dumps(body).encode(),
-                                     method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as r:
-            return json.loads(r.read().decode() or "{}")
-    except urllib.error.HTTPError as exc:  # Flink explains in the body: {"errors": [...]}
-        raise RuntimeError(f"Flink REST {method} {path}: {exc.code} {exc.read().decode()[:2000]}") from None
-
-
-def _rest_post(path: str, body: dict, rest_port: int | None = None, timeout: float = 10.0) -> dict:
-    return _rest_send("POST", path, body, rest_port, timeout)
-
-
-def cancel(job_id: str, rest_port: int | None = None, timeout: float = 10.0) -> None:
-    """Cancel a job now (REST ``PATCH /jobs/<id>``; the ``flink cancel`` CLI first starts a JVM,
-    seconds during which more checkpoints may complete)."""
-    _rest_send("PATCH", f"/jobs/{job_id}?mode=cancel", rest_port=rest_port, timeout=timeout)
-
-
-def live_jobs(name: str | None = None, rest_port: int | None = None) -> list[dict]:
-    """Jobs on the cluster that have not ended (``jid``, ``name``, ``state``), optionally only
-    those called ``name``."""
-    jobs = _rest("/jobs/overview", rest_port or _rest_port(), timeout=10)["jobs"]
-    return [j for j in jobs if j["state"] not in ("CANCELED", "FAILED", "FINISHED")
-            and (name is None or j["name"] == name)]
-
-
-def savepoint(job_id: str, target_dir: str, stop: bool = False, rest_port: int | None = None,
-              timeout: float = 300.0) -> str:
-    """Trigger a savepoint of ``job_id`` into ``target_dir`` (``stop``: stop-with-savepoint, the
-    job ends once it is written, without draining its windows); wait for it and return its path.
-
-    Uses the REST API (``/jobs/:id/savepoints``, ``/jobs/:id/stop``) so no Flink distribution is
-    needed on the caller's machine, only access to the JobManager."""
-    if stop:
-        trigger = _rest_post(f"/jobs/{job_id}/stop", {"targetDirectory": target_dir, "drain": False},
-                             rest_port)
-    else:
-        trigger = _rest_post(f"/jobs/{job_id}/savepoints",
-                             {"target-directory": target_dir, "cancel-job": False}, rest_port)
-    request_id = trigger["request-id"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = _rest(f"/jobs/{job_id}/savepoints/{request_id}", rest_port or _rest_port(), timeout=10)
-        if result["status"]["id"] == "COMPLETED":
-            operation = result.get("operation") or {}
-            if "location" in operation:
-                return operation["location"]
-            cause = operation.get("failure-cause") or operation
-            raise RuntimeError(f"savepoint of job {job_id} failed: "
-                               f"{cause.get('stack-trace', cause) if isinstance(cause, dict) else cause}"[:4000])
-        time.sleep(0.5)
-    raise TimeoutError(f"savepoint of job {job_id} not complete after {timeout:.0f}s")
 
 
 def main(argv: list[str] | None = None) -> int:

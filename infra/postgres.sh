@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Ensure a PostgreSQL server answers on 127.0.0.1:5432 and a database `camflow` exists.
 # Idempotent.  Order: already answering -> done; cluster installed but stopped -> start it;
-# nothing installed -> apt-get install postgresql, then start.  On a cluster where
-# user postgres cannot log in over TCP without a password, trust lines for
-# 127.0.0.1/::1 are added to pg_hba.conf (dev/CI box only; CAMFLOW_PG_TRUST=0 disables).
+# nothing installed -> apt-get install postgresql, then start.  On a cluster THIS SCRIPT
+# INSTALLED (a fresh dev/CI box) where user postgres cannot log in over TCP without a
+# password, trust lines for 127.0.0.1/::1 are added to pg_hba.conf.  An existing cluster's
+# pg_hba.conf is never changed: give a password (PGPASSWORD or ~/.pgpass) instead.
+# CAMFLOW_PG_TRUST=0 never adds trust; CAMFLOW_PG_TRUST=force also adds it to an existing
+# cluster (only on a throwaway box: anyone on the machine then logs in as anyone).
 #
 #   bash infra/postgres.sh        # env: PGHOST (127.0.0.1) PGPORT (5432) PGUSER (postgres) CAMFLOW_DB (camflow)
 set -euo pipefail
@@ -15,6 +18,7 @@ DB="${CAMFLOW_DB:-camflow}"
 export PGHOST PGPORT PGUSER
 
 log() { printf '[postgres] %s\n' "$*" >&2; }
+fresh_install=0  # 1: this run installed PostgreSQL, so its cluster holds nothing of anyone's
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"
@@ -55,6 +59,7 @@ install_postgres() {
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -qq
   as_root apt-get install -y -qq postgresql postgresql-client >/dev/null
+  fresh_install=1
   if ! pg_lsclusters --no-header 2>/dev/null | grep -q .; then
     local ver; ver="$(ls /usr/lib/postgresql | sort -V | tail -1)"
     log "creating cluster $ver/main on port $PGPORT"
@@ -75,7 +80,12 @@ fi
 
 # 2. TCP login as $PGUSER without password (dev box) -------------------------------
 if ! psql -w -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
-  if [ "${CAMFLOW_PG_TRUST:-1}" = 1 ] && [ "$PGUSER" = postgres ] && command -v pg_lsclusters >/dev/null 2>&1; then
+  trust="${CAMFLOW_PG_TRUST:-1}"
+  if [ "$trust" = 1 ] && [ "$fresh_install" != 1 ]; then
+    log "not adding trust to the pg_hba.conf of an existing cluster (CAMFLOW_PG_TRUST=force would)"
+    trust=0
+  fi
+  if { [ "$trust" = 1 ] || [ "$trust" = force ]; } && [ "$PGUSER" = postgres ] && command -v pg_lsclusters >/dev/null 2>&1; then
     hba="$(as_pg psql -h /var/run/postgresql -p "$PGPORT" -d postgres -Atqc 'show hba_file')"
     if ! grep -q '^# camflow dev trust' "$hba"; then
       log "adding 127.0.0.1/::1 trust for local dev to $hba"
@@ -89,7 +99,8 @@ if ! psql -w -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
     fi
   fi
   psql -w -d postgres -Atqc 'select 1' >/dev/null || {
-    log "cannot log in as $PGUSER@$PGHOST:$PGPORT without a password (set PGPASSWORD or ~/.pgpass)"; exit 1; }
+    log "cannot log in as $PGUSER@$PGHOST:$PGPORT without a password (set PGPASSWORD or ~/.pgpass;"
+    log "on a throwaway CI box CAMFLOW_PG_TRUST=force adds 127.0.0.1 trust to pg_hba.conf)"; exit 1; }
 fi
 
 # 3. database --------------------------------------------------------------------

@@ -68,7 +68,7 @@ else
 fi
 
 # --- jars (fast when cached + checksums match) ---------------------------------
-mapfile -t JARS < <("$VENV/bin/python" -m camflow.infra.jars)
+mapfile -t JARS < <("$VENV/bin/python" -m camflow.jobs.connector_jars)
 
 # --- report --------------------------------------------------------------------
 JH="${JAVA_HOME:-$JAVA_HOME_DEFAULT}"

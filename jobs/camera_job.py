@@ -15,6 +15,12 @@ r"""The camflow streaming job. Reads like its dataflow diagram:
                                                       |-> crowd rule -> alerts (Kafka)
                                                       \-> [late -> dead-letters]
 
+``analytics()`` is the whole dataflow: it takes its sources as streams of bytes and returns
+each output as a stream of Avro bytes, so the same logic runs on Kafka (``run``/``start``:
+``kafka_sources`` and ``to_kafka``) and on in-memory collections (the broker-free topology
+test). Run modes are explicit (``RunMode``): unbounded, or bounded by stop offsets, with or
+without the watchlist.
+
 Run it with ``camflow job run`` (embedded mini-cluster), ``camflow job submit`` (a Flink
 cluster), or ``flink run -py jobs/camera_job.py -pyexec .venv/bin/python -- --config FILE``.
 """
@@ -23,37 +29,76 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyflink.common import Duration, Types, WatermarkStrategy
-from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
 
 from camflow.config import Config, load_config
 from camflow.jobs import operators as op
 from camflow.jobs.kafka_io import BYTES, bytes_sink, frames_source, watchlist_source
 
-
 # Sink records counted per value of a field as well (see ``op.EncodeRecords``).
 COUNTED_BY = {"Alert": ("alerts", "type"), "DeadLetter": ("dead_letters", "reason")}
 
+# Each output of the job: its Avro contract, the topic field in ``kafka.topics``, and the uid
+# of its Kafka sink (uids are part of savepoints: never change them).
+OUTPUTS = {
+    "analyses": ("FrameAnalysis", "analyses", "analyses-sink"),
+    "alerts": ("Alert", "alerts", "alerts-sink"),
+    "aggregates": ("Aggregate", "aggregates", "aggregates-sink"),
+    "dead_letters": ("DeadLetter", "dead_letters", "dead-letters-sink"),
+    "sightings": ("Sighting", "sightings", "sightings-sink"),
+    "face_embeddings": ("FaceEmbedding", "face_embeddings", "face-embeddings-sink"),
+}
 
-def encoder(contract: str, config: Config, topic: str, prepare=None) -> op.EncodeRecords:
+
+@dataclass(frozen=True)
+class RunMode:
+    """Unbounded (``stop_offsets`` None: resume from committed offsets, run until cancelled) or
+    bounded (read frames up to ``stop_offsets``; the watchlist up to ``watchlist_stop_offsets``,
+    and without them the bounded run has no watchlist)."""
+
+    stop_offsets: dict[int, int] | None = None
+    watchlist_stop_offsets: dict[int, int] | None = None
+
+    @property
+    def bounded(self) -> bool:
+        return self.stop_offsets is not None
+
+    @property
+    def reads_watchlist(self) -> bool:
+        return not self.bounded or self.watchlist_stop_offsets is not None
+
+
+@dataclass
+class Sources:
+    """The job's inputs as streams of bytes: FrameSample records, and WatchlistEntry records
+    (None: this run has no watchlist)."""
+
+    frames: DataStream
+    watchlist: DataStream | None = None
+
+
+def matches_watchlist(config: Config) -> bool:
+    job = config.job
+    return job.watchlist.enabled and (job.recognition.faces or job.recognition.plates)
+
+
+def encoded(stream: DataStream, contract: str, config: Config, topic: str, prepare=None,
+            name: str | None = None) -> DataStream:
+    """``stream``'s records as Avro bytes in ``contract`` (the one way an output is encoded)."""
     count_as, count_by = COUNTED_BY.get(contract, (None, None))
-    return op.EncodeRecords(contract, config.kafka.registry_conf(), topic, count_as, count_by,
-                            prepare)
+    return stream.map(op.EncodeRecords(contract, config.kafka.registry_conf(), topic, count_as,
+                                       count_by, prepare), BYTES).name(f"encode-{name or topic}")
 
 
-def build_pipeline(env: StreamExecutionEnvironment, config: Config,
-                   stop_offsets: dict[int, int] | None = None,
-                   watchlist_stop_offsets: dict[int, int] | None = None) -> None:
-    """``stop_offsets`` bound the frames read (``watchlist_stop_offsets`` the watchlist read;
-    a bounded run without them runs without a watchlist)."""
-    kafka, job, topics = config.kafka, config.job, config.kafka.topics
+def analytics(config: Config, sources: Sources) -> dict[str, DataStream]:
+    """The dataflow (module docstring): sources in, ``{output: stream of Avro bytes}`` out."""
+    job, topics = config.job, config.kafka.topics
 
-    raw = env.from_source(frames_source(kafka, stop_offsets), WatermarkStrategy.no_watermarks(),
-                          "frames").uid("frames-source")
-    admitted = raw.process(op.AdmitFrames(config)).name("admit")
-
+    admitted = sources.frames.process(op.AdmitFrames(config)).name("admit")
     event_time = (WatermarkStrategy
                   .for_bounded_out_of_orderness(Duration.of_millis(job.out_of_orderness_ms))
                   .with_idleness(Duration.of_millis(job.idleness_ms))
@@ -61,8 +106,7 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
     analyses = (admitted
                 .assign_timestamps_and_watermarks(event_time)
                 .key_by(lambda frame: frame["camera_id"], key_type=Types.STRING())
-                .process(op.AnalyseFrames(config)).name("analyse")
-                .uid("analyse"))
+                .process(op.AnalyseFrames(config)).name("analyse").uid("analyse"))
 
     summaries = (analyses.map(op.summarise).name("summarise")
                  .key_by(lambda summary: summary["camera_id"], key_type=Types.STRING()))
@@ -84,51 +128,59 @@ def build_pipeline(env: StreamExecutionEnvironment, config: Config,
 
     # Watchlist: broadcast to every instance; only frames with faces or plates go to matching.
     # Every face read also goes to face-embeddings (retroactive search), matched or not.
-    matching = job.watchlist.enabled and (job.recognition.faces or job.recognition.plates)
-    keep_faces = job.watchlist.enabled and job.recognition.faces
-    bounded = stop_offsets is not None
-    face_embeddings = None
-    if matching and (not bounded or watchlist_stop_offsets is not None):
-        watchlist = (env.from_source(watchlist_source(kafka, watchlist_stop_offsets),
-                                     WatermarkStrategy.no_watermarks(), "watchlist")
-                     .uid("watchlist-source")
-                     .process(op.DecodeWatchlist(config)).name("decode-watchlist"))
-        watchlist_errors = [watchlist.get_side_output(op.DEAD_LETTERS)]
+    outputs: dict[str, tuple[DataStream, str]] = {}
+    errors = [admitted.get_side_output(op.DEAD_LETTERS), analyses.get_side_output(op.DEAD_LETTERS),
+              windows.get_side_output(op.LATE_FOR_WINDOW).process(op.LateFrames(topics.frames))]
+    if matches_watchlist(config) and sources.watchlist is not None:
+        watchlist = sources.watchlist.process(op.DecodeWatchlist(config)).name("decode-watchlist")
+        errors.append(watchlist.get_side_output(op.DEAD_LETTERS))
         matches = (analyses
                    .filter(lambda analysis: len(analysis.faces) > 0 or len(analysis.plates) > 0)
                    .key_by(lambda analysis: analysis.camera_id, key_type=Types.STRING())
                    .connect(watchlist.broadcast(op.WATCHLIST))
                    .process(op.MatchWatchlist(config)).name("match-watchlist").uid("match-watchlist"))
         alerts = alerts.union(matches)
-        matches.get_side_output(op.SIGHTINGS) \
-            .map(encoder("Sighting", config, topics.sightings), BYTES).name("encode-sightings") \
-            .sink_to(bytes_sink(kafka, topics.sightings)).name("sightings").uid("sightings-sink")
-        face_embeddings = matches.get_side_output(op.FACE_EMBEDDINGS)
-    else:
-        watchlist_errors = []
-        if keep_faces:  # no watchlist in this run: every face is unmatched
-            face_embeddings = (analyses.filter(lambda analysis: len(analysis.faces) > 0)
-                               .flat_map(op.unmatched_faces).name("faces-unmatched"))
-    if face_embeddings is not None:
-        face_embeddings.map(encoder("FaceEmbedding", config, topics.face_embeddings), BYTES) \
-            .name("encode-face-embeddings") \
-            .sink_to(bytes_sink(kafka, topics.face_embeddings)).name("face-embeddings").uid("face-embeddings-sink")
+        outputs["sightings"] = matches.get_side_output(op.SIGHTINGS)
+        outputs["face_embeddings"] = matches.get_side_output(op.FACE_EMBEDDINGS)
+    elif job.watchlist.enabled and job.recognition.faces:
+        # No watchlist in this run: every face is unmatched, and still searchable later.
+        outputs["face_embeddings"] = (analyses.filter(lambda analysis: len(analysis.faces) > 0)
+                                      .flat_map(op.unmatched_faces).name("faces-unmatched"))
+    outputs["analyses"] = analyses
+    outputs["aggregates"] = aggregates
+    outputs["alerts"] = alerts
+    outputs["dead_letters"] = errors[0].union(*errors[1:])
 
-    dead_letters = (admitted.get_side_output(op.DEAD_LETTERS)
-                    .union(analyses.get_side_output(op.DEAD_LETTERS),
-                           windows.get_side_output(op.LATE_FOR_WINDOW)
-                           .process(op.LateFrames(topics.frames)),
-                           *watchlist_errors))
+    prepare = {"analyses": op.encode_analysis}
+    return {name: encoded(stream, OUTPUTS[name][0], config, getattr(topics, OUTPUTS[name][1]),
+                          prepare.get(name), name=name.replace("_", "-"))
+            for name, stream in outputs.items()}
 
-    analyses.map(encoder("FrameAnalysis", config, topics.analyses, op.encode_analysis), BYTES) \
-        .name("encode-analyses") \
-        .sink_to(bytes_sink(kafka, topics.analyses)).name("analyses").uid("analyses-sink")
-    aggregates.map(encoder("Aggregate", config, topics.aggregates), BYTES).name("encode-aggregates") \
-        .sink_to(bytes_sink(kafka, topics.aggregates)).name("aggregates").uid("aggregates-sink")
-    alerts.map(encoder("Alert", config, topics.alerts), BYTES).name("encode-alerts") \
-        .sink_to(bytes_sink(kafka, topics.alerts)).name("alerts").uid("alerts-sink")
-    dead_letters.map(encoder("DeadLetter", config, topics.dead_letters), BYTES).name("encode-dead-letters") \
-        .sink_to(bytes_sink(kafka, topics.dead_letters)).name("dead-letters").uid("dead-letters-sink")
+
+def kafka_sources(env: StreamExecutionEnvironment, config: Config, mode: RunMode) -> Sources:
+    kafka = config.kafka
+    frames = env.from_source(frames_source(kafka, mode.stop_offsets),
+                             WatermarkStrategy.no_watermarks(), "frames").uid("frames-source")
+    watchlist = None
+    if mode.reads_watchlist and matches_watchlist(config):
+        watchlist = env.from_source(watchlist_source(kafka, mode.watchlist_stop_offsets),
+                                    WatermarkStrategy.no_watermarks(), "watchlist") \
+            .uid("watchlist-source")
+    return Sources(frames, watchlist)
+
+
+def to_kafka(outputs: dict[str, DataStream], config: Config) -> None:
+    """Each output to its topic."""
+    for name, stream in outputs.items():
+        _, topic_field, uid = OUTPUTS[name]
+        topic = getattr(config.kafka.topics, topic_field)
+        stream.sink_to(bytes_sink(config.kafka, topic)).name(name.replace("_", "-")).uid(uid)
+
+
+def build_pipeline(env: StreamExecutionEnvironment, config: Config,
+                   mode: RunMode = RunMode()) -> None:
+    """The production wiring: Kafka in, the dataflow, Kafka out."""
+    to_kafka(analytics(config, kafka_sources(env, config, mode)), config)
 
 
 def latest_checkpoint(checkpoint_dir: str) -> str:
@@ -151,25 +203,16 @@ def resolve_checkpoint(config: Config, from_checkpoint: str | None) -> str | Non
 
 def make_env(config: Config, parallelism: int | None = None,
              restore_from: str | None = None) -> StreamExecutionEnvironment:
-    from camflow.infra.flink import make_env as configured_env
-    options = {"python.fn-execution.bundle.time": str(config.job.python_bundle_ms),
-               "python.fn-execution.bundle.size": str(config.job.python_bundle_size)}
-    options.update(config.job.flink_options)
-    if config.job.checkpoint_dir:
-        options.update({"execution.checkpointing.dir": config.job.checkpoint_dir,
-                        "execution.checkpointing.externalized-checkpoint-retention":
-                            "RETAIN_ON_CANCELLATION"})
-    if restore_from:
-        options["execution.state-recovery.path"] = restore_from
-    return configured_env(parallelism=parallelism or config.job.parallelism,
-                          checkpoint_ms=config.job.checkpoint_interval_ms, config=options)
+    from camflow.jobs.environment import job_environment
+    return job_environment(config.job, parallelism, restore_from)
 
 
 def run(config: Config, stop_offsets: dict[int, int] | None = None,
         parallelism: int | None = None, job_name: str | None = None,
         watchlist_stop_offsets: dict[int, int] | None = None, restore_from: str | None = None):
+    """Run the job on Kafka and wait for it (bounded runs end at their stop offsets)."""
     env = make_env(config, parallelism, restore_from)
-    build_pipeline(env, config, stop_offsets, watchlist_stop_offsets)
+    build_pipeline(env, config, RunMode(stop_offsets, watchlist_stop_offsets))
     return env.execute(job_name or f"camflow-{config.deployment}")
 
 

@@ -16,17 +16,15 @@ from pyflink.datastream.functions import KeyedBroadcastProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from camflow.config import Config
-from camflow.frame_store import FrameRefError, configured_store
+from camflow.core import perception
+from camflow.core.frame_store import FrameRefError, configured_store
 from camflow.jobs.metrics import OperatorMetrics, analyse_metrics, count_analysis
 from camflow.schemas.codec import AvroCodec, SchemaError
 from camflow.transforms import aggregate, frames
 from camflow.transforms.alerts import CrowdLimitRule
-from camflow.transforms.anomaly import CameraLiveness, WindowAnomaly
-from camflow.transforms.behaviour import SceneBehaviour
+from camflow.transforms.anomaly import WindowAnomaly
+from camflow.transforms.camera_analysis import CameraState
 from camflow.transforms.detections import analysis_record
-from camflow.transforms.motion import REUSED, MotionGate, gated_detections
-from camflow.transforms.recognition import RecognitionPolicy, TrackRecognition
-from camflow.transforms.tracking import IouTracker, TrackerConfig, TrackerState
 from camflow.transforms.windows import WindowBook, WindowSpec
 from camflow.transforms import watchlist as wl
 
@@ -131,128 +129,45 @@ class CaptureTime(TimestampAssigner):
         return value["capture_ms"]
 
 
-def load_detector(config: Config):
-    """The configured object detector from the model cache. Models are built before the job
-    starts (``camflow models build``), never inside a task."""
-    from camflow.models import registry
-    from camflow.transforms.detect import ObjectDetector
-    settings = config.job.detector
-    if not registry.verify(settings.model):
-        raise RuntimeError(f"model {settings.model!r} is missing or fails its sha256 check in "
-                           f"{registry.models_dir()}: run `camflow models build` first")
-    return ObjectDetector.from_manifest(settings.model, build=False, threads=settings.threads,
-                                        classes=settings.classes,
-                                        score_threshold=settings.score_threshold,
-                                        iou_threshold=settings.nms_iou,
-                                        input_size=settings.input_size)
-
-
-def load_recognition(config: Config) -> TrackRecognition | None:
-    """Faces (CenterFace + dlib embeddings) and plates (clp_det + PP-OCR), as configured."""
-    settings = config.job.recognition
-    if not (settings.faces or settings.plates):
-        return None
-    find_faces = read_plates = None
-    if settings.faces:
-        from camflow.transforms.faces import FaceDetector, FaceEmbedder
-        face_detector, embedder = FaceDetector(threads=config.job.detector.threads), FaceEmbedder()
-
-        def detect_and_embed(image, persons):
-            faces = face_detector.detect_in_persons(image, persons)
-            faces = faces[(faces.xyxy[:, 3] - faces.xyxy[:, 1]) >= settings.min_face_px]
-            return embedder.embed(image, faces) if len(faces) else faces
-        find_faces = detect_and_embed
-    if settings.plates:
-        from camflow.transforms.plates import read_plate
-        read_plates = read_plate
-    policy = RecognitionPolicy(max_attempts=settings.max_attempts, retry_ms=settings.retry_ms,
-                               readings_per_track=settings.readings_per_track,
-                               min_person_height_px=settings.min_person_height_px,
-                               min_vehicle_width_px=settings.min_vehicle_width_px)
-    return TrackRecognition(find_faces, read_plates, policy)
-
-
-def warm_up(detector, recognition: TrackRecognition | None) -> None:
-    """Every model once on a blank frame at start: a first inference allocates ONNX Runtime's
-    buffers and the plate reader loads lazily, so without this the first frames after a
-    (re)start wait seconds each."""
-    import numpy as np
-
-    from camflow.transforms.detections import Detections
-    blank = np.full((540, 960, 3), 127, np.uint8)
-    detector(blank)
-    if recognition is None:
-        return
-    if recognition.find_faces is not None:
-        recognition.find_faces(blank, Detections(xyxy=[[380, 40, 580, 520]], confidence=[0.9],
-                                                 class_id=[0]))
-    if recognition.read_plates is not None:
-        recognition.read_plates(blank, Detections(xyxy=[[200, 200, 760, 500]], confidence=[0.9],
-                                                  class_id=[2]))
-
-
 class AnalyseFrames(KeyedProcessFunction):
-    """Per camera: JPEG decode (once), detect objects, track them across frames, and read
-    faces and plates of tracks not yet recognised.
+    """Per camera: decode the JPEG (once), then ``transforms.camera_analysis``'s step: detect
+    (motion-gated), track, read faces and plates of tracks not yet recognised, run the
+    camera's scene rules and watch for the camera going silent (``camera_offline``).
 
-    Then the camera's scene rules (zones, lines, falls, running) run on the tracks, and an
-    event-time timer watches for the camera going silent (``camera_offline``).
-
-    The detector runs only when the view changed since it last ran (motion gate); a still
-    frame reuses that run's detections, which the tracker then matches to the same tracks.
-
-    State: ``motion`` -- the motion gate's reference thumbnail and last detections (plain dict);
-    ``tracker`` -- the camera's ``TrackerState`` as a plain dict;
-    ``recognition`` -- per track, how often faces/plates were looked for (plain dict);
-    ``behaviour`` -- per track and zone, what the scene rules remember (plain dict);
-    ``liveness`` -- last frame time and whether the camera is offline (plain dict);
-    ``liveness_timer`` -- the one pending silence check (event time), so that a frame does not
-    register a timer of its own (41 cameras at 1 fps would keep ~5000 pending, each firing
-    a Python call two minutes later).
+    This operator only moves the camera's state between Flink and the step. Each part of
+    ``CameraState`` is its own named Flink state (``motion``, ``tracker``, ``recognition``,
+    ``behaviour``, ``liveness``), plus ``liveness_timer``: the one pending silence check
+    (event time), so that a frame does not register a timer of its own (41 cameras at 1 fps
+    would keep ~5000 pending, each firing a Python call two minutes later).
     """
+
+    STATES = ("motion", "tracker", "recognition", "behaviour", "liveness")
 
     def __init__(self, config: Config):
         self.config = config
         self.topic = config.kafka.topics.frames
         self.limits = frame_limits(config)
-        tracking = config.job.tracking
-        self.tracker = IouTracker(TrackerConfig(high_confidence=tracking.high_confidence,
-                                                min_iou_high=tracking.iou_threshold,
-                                                max_age_ms=tracking.max_age_ms,
-                                                min_hits=tracking.min_hits))
-        self.scenes = {c.id: SceneBehaviour(c.scene) for c in config.cameras}
-        self.default_scene = SceneBehaviour(None)  # zone-free rules for unconfigured cameras
-        self.liveness = CameraLiveness(config.job.liveness)
-        self.motion_gate = MotionGate(config.job.motion_gate)
-        self.detector = None
-        self.recognition = None
+        self.step = None
         self.read_frame = None
-        self.motion_state = None
-        self.tracker_state = None
-        self.recognition_state = None
-        self.behaviour_state = None
-        self.liveness_state = None
+        self.states = {}
         self.liveness_timer = None
         self.metrics = None
 
     def open(self, runtime_context: RuntimeContext):
-        self.detector = load_detector(self.config)
-        self.recognition = load_recognition(self.config)
+        self.step = perception.camera_analysis(self.config)
         self.read_frame = frame_store_reader(self.config)
-        warm_up(self.detector, self.recognition)
-        self.motion_state = runtime_context.get_state(
-            ValueStateDescriptor("motion", Types.PICKLED_BYTE_ARRAY()))
-        self.metrics = analyse_metrics(runtime_context, self)  # times the models in place
-        self.tracker_state = runtime_context.get_state(
-            ValueStateDescriptor("tracker", Types.PICKLED_BYTE_ARRAY()))
-        self.recognition_state = runtime_context.get_state(
-            ValueStateDescriptor("recognition", Types.PICKLED_BYTE_ARRAY()))
-        self.behaviour_state = runtime_context.get_state(
-            ValueStateDescriptor("behaviour", Types.PICKLED_BYTE_ARRAY()))
-        self.liveness_state = runtime_context.get_state(
-            ValueStateDescriptor("liveness", Types.PICKLED_BYTE_ARRAY()))
+        self.metrics = analyse_metrics(runtime_context, self.step)  # times the models in place
+        self.states = {name: runtime_context.get_state(
+            ValueStateDescriptor(name, Types.PICKLED_BYTE_ARRAY())) for name in self.STATES}
         self.liveness_timer = runtime_context.get_state(
             ValueStateDescriptor("liveness_timer", Types.LONG()))
+
+    def _state(self) -> CameraState:
+        return CameraState(**{name: state.value() for name, state in self.states.items()})
+
+    def _keep(self, state: CameraState) -> None:
+        for name, value in vars(state).items():
+            self.states[name].update(value)
 
     def process_element(self, record: dict, ctx: KeyedProcessFunction.Context):
         try:
@@ -264,21 +179,11 @@ class AnalyseFrames(KeyedProcessFunction):
             yield DEAD_LETTERS, dead_letter(exc.reason_code, exc.message, "analyse", self.topic,
                                             payload, record.get("camera_id"))
             return
-        self._detect(analysis)
-        stored = self.tracker_state.value()
-        state = TrackerState.from_dict(stored) if stored else TrackerState()
-        update = self.tracker.update(state, analysis.detections, analysis.capture_ms)
-        self.tracker_state.update(update.state.to_dict())
-        analysis.detections = update.detections
-        if self.recognition is not None:
-            self.recognition_state.update(self.recognition(self.recognition_state.value(), analysis))
-        rules = self.scenes.get(analysis.camera_id, self.default_scene)
-        behaviour = rules.step(self.behaviour_state.value(), analysis)
-        self.behaviour_state.update(behaviour.state)
-        analysis.crossings = behaviour.extra["crossings"]
-        for alert in behaviour.alerts:
+        step = self.step.frame(self._state(), analysis, self._watermark(ctx))
+        self._keep(step.state)
+        self._arm_liveness(step.next_check_ms, ctx)
+        for alert in step.alerts:
             yield ALERTS, alert
-        yield from self._check_liveness(analysis.camera_id, analysis.capture_ms, ctx)
         analysis.image = None  # the decoded frame stays inside this operator chain
         if analysis.jpeg_ref or not (len(analysis.faces) or len(analysis.plates)):
             # Only watchlist matching needs the JPEG again (evidence crops of faces and plates);
@@ -288,38 +193,34 @@ class AnalyseFrames(KeyedProcessFunction):
         count_analysis(self.metrics, analysis)
         yield analysis
 
-    def _detect(self, analysis) -> None:
-        analysis.detections, state, gate = gated_detections(
-            self.motion_gate, self.motion_state.value(), analysis.image, analysis.capture_ms,
-            self.detector, self.detector.class_names)
-        self.motion_state.update(state)
-        analysis.model_versions[self.detector.name] = self.detector.version
-        if not gate.detect:  # consumers can tell detections carried over from an earlier frame
-            key, value = REUSED
-            analysis.model_versions[key] = value
-
-    def _check_liveness(self, camera_id: str, frame_ms: int | None, ctx):
+    @staticmethod
+    def _watermark(ctx) -> int | None:
         watermark = ctx.timer_service().current_watermark()
-        if watermark >= END_OF_INPUT:
-            return  # a bounded run ended: the final watermark is no silence of the camera
-        step = self.liveness.step(self.liveness_state.value(), camera_id, frame_ms, watermark)
-        self.liveness_state.update(step.state)
-        next_check, pending = step.extra["next_check_ms"], self.liveness_timer.value()
+        # A bounded run ended: the final watermark is no silence of the camera.
+        return None if watermark >= END_OF_INPUT else watermark
+
+    def _arm_liveness(self, next_check: int | None, ctx) -> None:
         # One pending check per camera: a later frame moves the deadline, and the check that
         # fires first sees that and sets the next one (``on_timer``).
+        watermark, pending = ctx.timer_service().current_watermark(), self.liveness_timer.value()
         if next_check is not None and (pending is None or pending <= watermark
                                        or next_check < pending):
             ctx.timer_service().register_event_time_timer(next_check)
             self.liveness_timer.update(next_check)
-        for alert in step.alerts:
-            yield ALERTS, alert
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         """The watermark passed a camera's check time: silent since its last frame, or not."""
         pending = self.liveness_timer.value()
         if pending is not None and pending <= timestamp:
             self.liveness_timer.clear()
-        yield from self._check_liveness(ctx.get_current_key(), None, ctx)
+        watermark = self._watermark(ctx)
+        if watermark is None:
+            return
+        step = self.step.silence(self._state(), ctx.get_current_key(), watermark)
+        self._keep(step.state)
+        self._arm_liveness(step.next_check_ms, ctx)
+        for alert in step.alerts:
+            yield ALERTS, alert
 
 
 def encode_analysis(analysis) -> dict:
@@ -483,12 +384,8 @@ class MatchWatchlist(KeyedBroadcastProcessFunction):
         self.evidence_max_bytes = m.evidence_max_bytes
         self.config = config
         self.read_frame = None
-        self.face_decider = wl.FaceMatchDecider(threshold=m.face_threshold,
-                                                confirmations=m.face_confirmations,
-                                                window_ms=m.confirm_window_ms, cooldown_ms=m.cooldown_ms)
-        self.plate_decider = wl.PlateMatchDecider(confirmations=m.plate_confirmations,
-                                                  window_ms=m.confirm_window_ms,
-                                                  cooldown_ms=m.cooldown_ms)
+        self.face_decider = wl.FaceMatchDecider(m)
+        self.plate_decider = wl.PlateMatchDecider(m)
         self.watchlist = None  # derived, in memory: WatchlistState, FaceIndex, PlateWatchlist
         self.face_index = None
         self.plate_index = None

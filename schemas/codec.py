@@ -49,6 +49,26 @@ class SchemaError(ValueError):
         self.reason = reason
         self.message = message
 
+    def __reduce__(self):
+        return (type(self), (self.reason, self.message))
+
+
+class SchemaRegistryUnavailable(RuntimeError):
+    """The schema registry could not answer (unreachable, timeout, 5xx, refused credentials):
+    transient, so NOT a ``SchemaError`` -- the caller must not dead-letter the record but fail
+    (the task restarts and reads it again), or the registry's outage would dead-letter every
+    good record as ``unknown_schema``."""
+
+
+# Schema ids the registry said it does not know, remembered (bounded) so that a flood of
+# records with made-up ids does not become a flood of registry requests.
+_MAX_UNKNOWN_IDS = 1024
+
+
+def _registry_says_unknown(exc: Exception) -> bool:
+    """The registry answered that the id does not exist (HTTP 404: SR codes 40401/40403)."""
+    return getattr(exc, "http_status_code", None) == 404
+
 
 def _read_json(name: str) -> dict:
     return json.loads(resources.files(__package__).joinpath(name).read_text())
@@ -108,6 +128,7 @@ class AvroCodec:
         self._client = None
         self._registered_id: int | None = None
         self._writers_by_id: dict[int, dict] = {}
+        self._unknown_ids: dict[int, str] = {}
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -159,17 +180,38 @@ class AvroCodec:
                           f"(first bytes {data[:4].hex() or 'empty'})")
 
     def _writer_by_id(self, schema_id: int) -> dict:
+        """The writer schema registered under ``schema_id``.
+
+        ``SchemaError("unknown_schema")`` when the registry answers that it has no such id, or
+        the schema is not a version of this contract (the record's fault: a dead letter);
+        ``SchemaRegistryUnavailable`` when it does not answer (transient: never a dead letter)."""
+        if schema_id in self._unknown_ids:
+            raise SchemaError("unknown_schema", self._unknown_ids[schema_id])
         if schema_id not in self._writers_by_id:
             try:
                 registered = self._registry().get_schema(schema_id)
-            except Exception as exc:  # the registry says no such id, or is unreachable
-                raise SchemaError("unknown_schema", f"schema id {schema_id}: {exc}") from exc
-            writer = parse_schema(json.loads(registered.schema_str))
-            if writer.get("name") != self.schema.get("name"):
-                raise SchemaError("unknown_schema", f"schema id {schema_id} is "
-                                  f"{writer.get('name')}, not {self.schema.get('name')}")
+            except Exception as exc:  # noqa: BLE001 -- sorted: unknown id, or no answer
+                if _registry_says_unknown(exc):
+                    self._unknown(schema_id, f"schema id {schema_id}: {exc}")
+                raise SchemaRegistryUnavailable(
+                    f"schema registry did not answer for schema id {schema_id}: "
+                    f"{type(exc).__name__}: {exc}") from exc
+            try:
+                writer = parse_schema(json.loads(registered.schema_str))
+            except Exception as exc:  # noqa: BLE001 -- a registered schema that is not Avro
+                self._unknown(schema_id, f"schema id {schema_id} is no Avro schema: {exc}")
+            if not isinstance(writer, dict) or writer.get("name") != self.schema.get("name"):
+                name = writer.get("name") if isinstance(writer, dict) else type(writer).__name__
+                self._unknown(schema_id, f"schema id {schema_id} is {name}, not "
+                              f"{self.schema.get('name')}")
             self._writers_by_id[schema_id] = writer
         return self._writers_by_id[schema_id]
+
+    def _unknown(self, schema_id: int, message: str):
+        if len(self._unknown_ids) >= _MAX_UNKNOWN_IDS:
+            self._unknown_ids.pop(next(iter(self._unknown_ids)))
+        self._unknown_ids[schema_id] = message
+        raise SchemaError("unknown_schema", message)
 
     def _read_body(self, body: bytes, writer: dict) -> dict:
         stream = io.BytesIO(body)

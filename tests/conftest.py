@@ -138,7 +138,7 @@ def live_config(kafka_bootstrap):
     """``live_config(deployment, cameras, job, **more) -> Config`` with topics of its own
     (created; the watchlist compacted), for a job that a test runs unbounded."""
     from camflow.config import Config
-    from camflow.kafka import ensure_topic
+    from camflow.core.kafka import ensure_topic
 
     def make(deployment: str, cameras: list[str], job: dict, **more):
         suffix = uuid.uuid4().hex[:8]
@@ -160,7 +160,7 @@ def publish_still():
     """``publish_still(config, camera_id, image, start_ms, frames=6, step_ms=500,
     first_sequence=0) -> sequences``: someone (or a vehicle) standing in front of a camera,
     the same image as consecutive frames. ``image`` is a BGR array or an image file path."""
-    from camflow.publish import FramePublisher
+    from camflow.services.publish import FramePublisher
 
     def publish(config, camera_id, image, start_ms, frames=6, step_ms=500, first_sequence=0):
         image = FramePublisher.load(image)

@@ -35,6 +35,36 @@ def time_bucket(time_ms: int, bucket_ms: int) -> int:
     return int(time_ms) - int(time_ms) % int(bucket_ms)
 
 
+def alert_record(alert_type: str, severity: str, camera_id: str, time_ms: int, subject: str,
+                 score: float, *, id_key: str | None = None, bucket_ms: int,
+                 track_id: int | None = None, evidence: Mapping[str, Any] | str,
+                 evidence_jpeg: bytes | None = None) -> dict[str, Any]:
+    """The one builder of ``Alert`` records (schemas/alert.avsc), for every rule.
+
+    ``id_key`` is what the alert is about inside its camera and time bucket (default: the
+    subject); the id hashes it with the type, camera and ``bucket_ms``, so a replay rebuilds
+    the same id. ``evidence`` is serialised with sorted keys: the same facts always give the
+    same string.
+    """
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
+    if not isinstance(evidence, str):
+        evidence = json.dumps(evidence, sort_keys=True, separators=(",", ":"))
+    return {
+        "alert_id": alert_id(alert_type, camera_id, subject if id_key is None else id_key, bucket_ms),
+        "type": alert_type,
+        "severity": severity,
+        "camera_id": camera_id,
+        "time_ms": int(time_ms),
+        "subject": subject,
+        "score": float(score),
+        "track_id": None if track_id is None else int(track_id),
+        "evidence": evidence,
+        "evidence_jpeg": evidence_jpeg,
+        "evidence_ref": None,
+    }
+
+
 class CrowdLimitRule:
     """Alert when more people than a camera's ``crowd_limit`` appear in a single frame.
 
@@ -110,15 +140,6 @@ class CrowdLimitRule:
             "counts_by_class": dict(window.get("counts_by_class", {})),
             "mean_by_class": dict(window.get("mean_by_class", {})),
         }
-        return [{
-            "alert_id": alert_id(self.alert_type, camera_id, self.subject, bucket),
-            "type": self.alert_type,
-            "severity": self.severity(score),
-            "camera_id": camera_id,
-            "time_ms": window_end_ms,
-            "subject": self.subject,
-            "score": score,
-            "track_id": None,  # a window alert is about a count, not one track
-            # sort_keys: the same window always serialises to the same string.
-            "evidence": json.dumps(evidence, sort_keys=True, separators=(",", ":")),
-        }]
+        # A window alert is about a count, not one track.
+        return [alert_record(self.alert_type, self.severity(score), camera_id, window_end_ms,
+                             self.subject, score, bucket_ms=bucket, evidence=evidence)]

@@ -36,7 +36,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .alerts import INFO, WARNING, alert_id
+from .alerts import INFO, WARNING, alert_record
 from .detections import VEHICLE_CLASSES
 
 STATE_VERSION = 1
@@ -234,19 +234,8 @@ class WindowAnomaly:
         if alert_type == "traffic_jam":
             evidence.update(vehicle_speed=vehicle_speed, jam_max_speed=cfg.jam_max_speed)
         hashed_subject = json.dumps([subject, zone_id], ensure_ascii=False)
-        return {
-            "alert_id": alert_id(alert_type, camera_id, hashed_subject, episode["start_ms"]),
-            "type": alert_type,
-            "severity": severity,
-            "camera_id": camera_id,
-            "time_ms": end_ms,
-            "subject": subject,
-            "score": float(abs(score["z"])),
-            "track_id": None,
-            "evidence": json.dumps(evidence, sort_keys=True, separators=(",", ":")),
-            "evidence_jpeg": None,
-            "evidence_ref": None,
-        }
+        return alert_record(alert_type, severity, camera_id, end_ms, subject, abs(score["z"]),
+                            id_key=hashed_subject, bucket_ms=episode["start_ms"], evidence=evidence)
 
 
 # ------------------------------------------------------------------------------- liveness
@@ -286,13 +275,8 @@ class CameraLiveness:
         return {"last_frame_ms": None, "offline_since_ms": None}
 
     def _alert(self, alert_type, severity, camera_id, time_ms, bucket_ms, evidence):
-        return {
-            "alert_id": alert_id(alert_type, camera_id, "camera", bucket_ms),
-            "type": alert_type, "severity": severity, "camera_id": camera_id,
-            "time_ms": int(time_ms), "subject": "camera", "score": 0.0, "track_id": None,
-            "evidence": json.dumps(evidence, sort_keys=True, separators=(",", ":")),
-            "evidence_jpeg": None, "evidence_ref": None,
-        }
+        return alert_record(alert_type, severity, camera_id, time_ms, "camera", 0.0,
+                            bucket_ms=bucket_ms, evidence=evidence)
 
     def step(self, state: dict[str, Any] | None, camera_id: str, last_frame_ms: int | None,
              now_ms: int) -> LivenessStep:

@@ -7,7 +7,7 @@ Pure numpy / OpenCV / onnxruntime. Two output layouts are decoded:
 - ``yolov8``: ``[1, 4 + nc, N]`` (Ultralytics YOLOv8 / YOLO11 export): ``cx, cy, w, h`` in input
   pixels then one sigmoid score per class, no objectness. ``[1, N, 4 + nc]`` is accepted too.
 
-    det = ObjectDetector.from_manifest("centernet-coco")
+    det = ObjectDetector(manifest_entry, model_path)   # camflow.core.perception finds both
     detections = det(frame_bgr)           # camflow.transforms.detections.Detections
 """
 from __future__ import annotations
@@ -20,44 +20,28 @@ from typing import Any
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
+from camflow.transforms.boxes import batched_nms
 from camflow.transforms.detections import COCO_CLASSES, Detections
+from camflow.transforms.onnx_runtime import open_session
 
-GPU_PROVIDERS = ("CUDAExecutionProvider",)
-TENSORRT_ENV = "CAMFLOW_ORT_TENSORRT"  # opt in to the TensorRT provider (needs TRT libraries)
+class DetectorConfig(BaseModel):
+    """Which object detector the job runs, and how."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-def open_session(model_path: str | os.PathLike, threads: int = 1,
-                 providers: Sequence[Any] | None = None):
-    """An ``InferenceSession`` on the best provider: TensorRT (opt-in), CUDA, else CPU.
-
-    ``intra_op_num_threads=threads`` and ``inter_op_num_threads=1``, sequential execution, so
-    that several operators can share a TaskManager's cores predictably.
-    """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads)
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if providers is None:
-        available = set(ort.get_available_providers())
-        chosen: list[Any] = []
-        if os.environ.get(TENSORRT_ENV) == "1" and "TensorrtExecutionProvider" in available:
-            chosen.append("TensorrtExecutionProvider")
-        chosen += [p for p in GPU_PROVIDERS if p in available]
-        chosen.append("CPUExecutionProvider")
-    else:
-        chosen = list(providers)
-    try:
-        return ort.InferenceSession(str(model_path), sess_options=opts, providers=chosen)
-    except Exception:
-        if chosen == ["CPUExecutionProvider"]:
-            raise
-        # A GPU provider that is listed but cannot start (missing CUDA/TRT libraries).
-        return ort.InferenceSession(str(model_path), sess_options=opts,
-                                    providers=["CPUExecutionProvider"])
+    model: str = Field("centernet-coco", description="a detector in models/manifest.yaml")
+    score_threshold: float | None = Field(None, gt=0, lt=1, description="default: the model manifest's")
+    nms_iou: float | None = Field(None, gt=0, lt=1, description="default: the model manifest's")
+    classes: tuple[str, ...] = Field((
+        "person", "bicycle", "car", "motorcycle", "bus", "truck",
+        "backpack", "handbag", "suitcase", "bottle"), description="classes kept; others are dropped")
+    threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads per operator instance")
+    input_size: int | None = Field(None, ge=64, le=2048, multiple_of=32, description=(
+        "the detector input's longest side, for models that take any frame shape ('fit' in "
+        "the manifest, e.g. centernet-coco-fit); default: the manifest's. Work grows with "
+        "its square; the smallest objects found shrink with it"))
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -181,36 +165,6 @@ def decode_yolov8(output: np.ndarray, num_classes: int | None = None
 DECODERS = {"centernet-tfjs": decode_centernet_tfjs, "yolov8": decode_yolov8}
 
 
-# --------------------------------------------------------------------------- NMS
-
-
-def nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy NMS; indices of kept boxes, highest score first (stable for ties)."""
-    order = np.argsort(-scores, kind="stable")
-    x1, y1, x2, y2 = (xyxy[:, i] for i in range(4))
-    areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    keep: list[int] = []
-    while order.size:
-        i = order[0]
-        keep.append(int(i))
-        rest = order[1:]
-        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
-        inter = w * h
-        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, np.int64)
-
-
-def batched_nms(xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray,
-                iou_threshold: float) -> np.ndarray:
-    """Per-class NMS (boxes of different classes never suppress each other)."""
-    if len(xyxy) == 0:
-        return np.zeros(0, np.int64)
-    offset = (float(np.max(xyxy)) + 1.0) * class_id.astype(np.float32)[:, None]
-    return nms(xyxy + offset, scores, iou_threshold)
-
-
 def postprocess(xyxy: np.ndarray, score: np.ndarray, class_id: np.ndarray, *,
                 score_threshold: float, iou_threshold: float, max_detections: int,
                 keep_classes: np.ndarray | None = None, num_classes: int | None = None,
@@ -281,18 +235,6 @@ class ObjectDetector:
         self.dynamic_batch = not isinstance(batch, int) or batch <= 0
         sha = (m.get("output") or {}).get("sha256") or (m.get("source") or {}).get("sha256")
         self.version = f"{self.name}@{sha[:12]}" if sha else self.name
-
-    @classmethod
-    def from_manifest(cls, name: str = "centernet-coco", *, build: bool = True,
-                      **kwargs: Any) -> "ObjectDetector":
-        """Look the model up in ``camflow.models`` (building it into the cache if needed)."""
-        from camflow.models import registry
-
-        if build and not registry.verify(name):
-            from camflow.models.build import build as build_models
-
-            build_models([name])
-        return cls(registry.get(name), registry.model_path(name), **kwargs)
 
     def _class_ids(self, classes: Iterable[str | int] | None) -> np.ndarray | None:
         if classes is None:

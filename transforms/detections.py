@@ -23,7 +23,10 @@ COCO_CLASSES: tuple[str, ...] = (
     "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
     "teddy bear", "hair drier", "toothbrush",
 )
+# The one vocabulary of vehicles: everything on wheels, and the motor vehicles among them
+# (those that carry a licence plate, park, and jam).
 VEHICLE_CLASSES = frozenset({"bicycle", "car", "motorcycle", "bus", "truck"})
+MOTOR_VEHICLE_CLASSES = VEHICLE_CLASSES - {"bicycle"}
 
 
 @dataclass
@@ -115,7 +118,7 @@ class FrameAnalysis:
     jpeg: bytes
     sampler_id: str = ""
     # Claim check: where the JPEG lives when the sampler stored it instead of sending it; the
-    # job then carries the reference, not the bytes (camflow/frame_store.py).
+    # job then carries the reference, not the bytes (camflow/core/frame_store.py).
     jpeg_ref: str | None = None
     detections: Detections = field(default_factory=Detections)
     # Faces (with data["embedding"]) and licence plates (data["plate_text"]) found on the

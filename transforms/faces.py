@@ -20,7 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .boxes import nms
 from .detections import Detections
+from .onnx_runtime import open_session
 
 FACE_CLASSES: tuple[str, ...] = ("face",)
 EMBEDDING_DIM = 128
@@ -35,39 +37,12 @@ LANDMARK_MODEL = "dlib-shape5"
 EMBEDDING_MODEL = "dlib-face-resnet"
 
 
-def _model_path(name: str) -> Path:
-    """Verified path of a manifest model (obtained into the cache first if missing)."""
-    from camflow.models import registry
-
-    return registry.ensure(name)
-
-
-def _ort_session(model_path: str | os.PathLike, threads: int = 0, providers=None):
-    """Prefer the project's ``open_session`` (CUDA else CPU); plain onnxruntime otherwise."""
-    try:
-        from .detect import open_session  # written alongside the COCO detector
-    except ImportError:
-        open_session = None
-    if open_session is not None:
-        return open_session(str(model_path), threads, providers)
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    avail = ort.get_available_providers()
-    if providers is None:
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
-    return ort.InferenceSession(str(model_path), sess_options=opts, providers=list(providers))
+def _ort_session(model_path, threads: int = 0, providers=None):
+    return open_session(model_path, threads, providers)
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    if len(boxes) == 0:
-        return np.zeros((0,), np.int64)
-    xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float32)
-    keep = cv2.dnn.NMSBoxes(xywh.tolist(), scores.astype(np.float32).tolist(), 0.0, iou)
-    return np.asarray(keep, np.int64).reshape(-1)
+    return nms(boxes, scores, iou)
 
 
 def face_detections(boxes: np.ndarray, scores: np.ndarray, landmarks: np.ndarray) -> Detections:
@@ -88,10 +63,10 @@ class FaceDetector:
     ``min_side``: small crops are scaled up to at least this on the shorter side.
     """
 
-    def __init__(self, model_path: str | os.PathLike | None = None, threshold: float = 0.5,
+    def __init__(self, model_path: str | os.PathLike, threshold: float = 0.5,
                  nms_iou: float = 0.3, max_side: int = 1280, min_side: int = 128,
                  threads: int = 0, providers=None):
-        self.model_path = Path(model_path) if model_path else _model_path(DETECTOR_MODEL)
+        self.model_path = Path(model_path)
         self.threshold = threshold
         self.nms_iou = nms_iou
         self.max_side = max_side
@@ -207,13 +182,11 @@ def _merge_faces(parts: list[Detections], iou: float) -> Detections:
 class FaceEmbedder:
     """dlib 5-point alignment + ResNet descriptor, L2-normalised float32 [N, 128]."""
 
-    def __init__(self, resnet_path: str | os.PathLike | None = None,
-                 shape_path: str | os.PathLike | None = None, num_jitters: int = 0,
+    def __init__(self, resnet_path: str | os.PathLike,
+                 shape_path: str | os.PathLike, num_jitters: int = 0,
                  padding: float = 0.25):
         import dlib
 
-        resnet_path = resnet_path or _model_path(EMBEDDING_MODEL)
-        shape_path = shape_path or _model_path(LANDMARK_MODEL)
         self._dlib = dlib
         self.shape_predictor = dlib.shape_predictor(str(shape_path))
         self.recognizer = dlib.face_recognition_model_v1(str(resnet_path))
@@ -298,26 +271,10 @@ def largest(faces: Detections) -> Detections:
     return faces[[int(np.argmax(faces.area))]]
 
 
-_default: dict[str, object] = {}
-_default_lock = threading.Lock()
-
-
-def _get(kind: str):
-    with _default_lock:
-        if kind not in _default:
-            _default[kind] = FaceDetector() if kind == "detector" else FaceEmbedder()
-        return _default[kind]
-
-
-def detect_faces(image: np.ndarray, person_detections: Detections | None = None) -> Detections:
+def detect_faces(det: "FaceDetector", image: np.ndarray,
+                 person_detections: Detections | None = None) -> Detections:
     """Faces in a frame; with person detections, also searched in upscaled person crops."""
-    det: FaceDetector = _get("detector")
     faces = det.detect(image)
     if person_detections is not None and len(person_detections):
         faces = _merge_faces([faces, det.detect_in_persons(image, person_detections)], det.nms_iou)
     return faces
-
-
-def embed_faces(image: np.ndarray, faces: Detections) -> Detections:
-    """``faces`` with L2-normalised 128-D ``data["embedding"]``."""
-    return _get("embedder").embed(image, faces)

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from .detections import Detections
 
@@ -28,13 +29,19 @@ from .detections import Detections
 REUSED = ("motion-gate", "reused")
 
 
-@dataclass(frozen=True)
-class MotionGateConfig:
-    enabled: bool = True
-    thumbnail_width: int = 96
-    pixel_threshold: int = 18  # grey-level change that counts as a changed pixel (after blur)
-    min_changed_fraction: float = 0.004  # share of thumbnail pixels that must change
-    max_reuse_ms: int = 5_000  # the detector runs at least this often per camera (event time)
+class MotionGateConfig(BaseModel):
+    """When a frame counts as still, so that the detector's last output is reused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="run the detector only on frames that changed")
+    thumbnail_width: int = Field(96, ge=16, le=1024, description="width of the compared grey thumbnail")
+    pixel_threshold: int = Field(18, ge=1, le=255, description=(
+        "grey-level change that counts as a changed pixel (after blur)"))
+    min_changed_fraction: float = Field(0.004, ge=0, le=1, description=(
+        "share of thumbnail pixels that must change for the detector to run"))
+    max_reuse_ms: int = Field(5_000, ge=0, description=(
+        "the detector runs at least this often per camera (event time)"))
 
 
 @dataclass
@@ -45,11 +52,24 @@ class GateDecision:
     state: dict[str, Any]
 
 
+# A thumbnail is at most this many times as tall as ``thumbnail_width``: a frame taller than
+# that (a 1x65500 strip passes any pixel limit) is fitted into width x 4*width instead of being
+# scaled to the width -- 96 x 6,288,000 pixels, gigabytes, written into keyed state.
+MAX_THUMBNAIL_ASPECT = 4
+
+
 def thumbnail(image_bgr: np.ndarray, width: int) -> np.ndarray:
-    """Blurred grey thumbnail: sensor noise and JPEG artefacts must not count as motion."""
+    """Blurred grey thumbnail: sensor noise and JPEG artefacts must not count as motion.
+
+    ``width`` wide, the frame's aspect kept, except that it fits in ``width`` x
+    ``MAX_THUMBNAIL_ASPECT * width``: at most ``4 * width**2`` pixels, whatever the frame."""
     h, w = image_bgr.shape[:2]
-    height = max(1, round(h * width / w))
-    small = cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_AREA)
+    if h < 1 or w < 1:
+        raise ValueError(f"cannot make a thumbnail of an empty {w}x{h} image")
+    max_height = MAX_THUMBNAIL_ASPECT * width
+    scale = min(width / w, max_height / h)
+    size = (max(1, min(width, round(w * scale))), max(1, min(max_height, round(h * scale))))
+    small = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
     grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
     return cv2.GaussianBlur(grey, (5, 5), 0)
 

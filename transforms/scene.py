@@ -24,7 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from shapely.geometry import Polygon
 from shapely.validation import explain_validity
 
-from .detections import COCO_CLASSES
+from .detections import COCO_CLASSES, MOTOR_VEHICLE_CLASSES, VEHICLE_CLASSES
 
 Point = tuple[float, float]
 ZoneKind = Literal["restricted", "loiter", "no_parking", "litter_hotspot", "crowd"]
@@ -38,10 +38,10 @@ MIN_LINE_LENGTH = 0.01
 MIN_ZONE_AREA = 1e-5
 
 PERSON_CLASSES = ("person",)
-PARKING_CLASSES = ("car", "motorcycle", "bus", "truck")
+PARKING_CLASSES = tuple(c for c in COCO_CLASSES if c in MOTOR_VEHICLE_CLASSES)
 # Objects left behind at dumping spots; the detector's default class list carries these four.
 LITTER_CLASSES = ("backpack", "handbag", "suitcase", "bottle")
-LINE_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
+LINE_CLASSES = ("person", *(c for c in COCO_CLASSES if c in VEHICLE_CLASSES))
 
 DEFAULT_CLASSES: dict[str, tuple[str, ...]] = {
     "restricted": PERSON_CLASSES,

@@ -30,8 +30,9 @@ from typing import Any
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-from .alerts import CRITICAL, WARNING, alert_id, time_bucket
+from .alerts import CRITICAL, WARNING, alert_id, alert_record, time_bucket
 from .plates import normalise_text
 
 DIM = 128
@@ -44,6 +45,22 @@ IVF_THRESHOLD = 100_000
 
 
 # ------------------------------------------------------------------ errors
+class MatchingConfig(BaseModel):
+    """When a face or plate read becomes an alert (the deciders below)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="match faces and plates against the watchlist")
+    face_threshold: float = Field(0.91, gt=0, le=1, description=(
+        "cosine similarity of L2-normalised dlib embeddings; calibrate with `camflow eval faces` "
+        "(threshold_at_far_1e-3 was 0.903 on the development faces)"))
+    face_confirmations: int = Field(2, ge=1, description="matching faces needed in one track")
+    plate_confirmations: int = Field(1, ge=1, description="matching plate reads needed in one track")
+    confirm_window_ms: int = Field(5_000, ge=0, description="the confirmations fall within this")
+    cooldown_ms: int = Field(600_000, ge=0, description="one alert per subject and camera per cooldown")
+    evidence_max_bytes: int = Field(64_000, ge=0, description="inline evidence JPEG cap; 0 = none")
+
+
 class WatchlistError(ValueError):
     """Refused input; ``reason`` is a stable machine-readable code."""
 
@@ -181,6 +198,11 @@ class WatchlistState:
 
     Ordering: a change older than what the state holds for that key (entry or tombstone
     time_ms) is ignored; equal times apply (so replaying the same record is idempotent).
+    Except a removal record (``removed=True``): it removes the entry it follows whatever the
+    clocks say. Changes to one key arrive in the order of its partition, which is the order
+    they were made; an add stamped by a host whose clock runs ahead must not outlive its
+    removal (the subject would keep raising alerts). Its tombstone is stamped after the entry
+    it removed, so a replay of that add does not bring it back.
     """
 
     entries: dict[str, dict] = field(default_factory=dict)
@@ -219,7 +241,11 @@ class WatchlistState:
         if update.get("removed"):
             k = entry_key(update.get("kind", ""), update.get("id", ""))
             t = update.get("time_ms")
-            return self.remove(k, int(t) if t is not None else time_ms)
+            t = int(t) if t is not None else time_ms
+            current = self.entries.get(k)
+            if current is not None and t is not None and t <= current["time_ms"]:
+                t = current["time_ms"] + 1  # removes what it follows, clock skew or not
+            return self.remove(k, t)
         entry = normalise_entry(update)
         k = entry_key(entry["kind"], entry["id"])
         if key is not None and key != k:
@@ -828,19 +854,12 @@ class _MatchDecider:
             opened["best"] = max(opened["best"], float(score))
             opened["sightings"] += 1
         if new or self.emit_updates:
-            alerts.append({
-                "alert_id": opened["alert_id"],
-                "type": self.alert_type,
-                "severity": CATEGORY_SEVERITY.get(entry.get("category"), WARNING),
-                "camera_id": camera_id,
-                "time_ms": opened["opened_ms"],
-                "subject": subject_id,
-                "score": float(opened["best"]),
-                "track_id": opened["track_id"],
-                "evidence": self._evidence(entry, details, count, first_ms, opened),
-                "evidence_jpeg": None,
-                "evidence_ref": None,
-            })
+            alerts.append(alert_record(
+                self.alert_type, CATEGORY_SEVERITY.get(entry.get("category"), WARNING),
+                camera_id, opened["opened_ms"], subject_id, opened["best"],
+                bucket_ms=time_bucket(opened["opened_ms"], self.cooldown_ms),
+                track_id=opened["track_id"],
+                evidence=self._evidence(entry, details, count, first_ms, opened)))
         sighting = {
             "sighting_id": sighting_id(subject_id, self.kind, camera_id, tid,
                                        time_bucket(time_ms, self.sighting_bucket_ms)),
@@ -867,18 +886,16 @@ class FaceMatchDecider(_MatchDecider):
     The alert id is ``alerts.alert_id('watchlist_face', camera, subject,
     time_bucket(opening time, cooldown_ms))``.
 
-    ``threshold`` 0.82 ~ dlib's usual 0.6 Euclidean distance on unit vectors (d^2 = 2 - 2cos).
     """
 
     kind = "face"
     alert_type = "watchlist_face"
 
-    def __init__(self, threshold: float = 0.82, confirmations: int = 2, window_ms: int = 5_000,
-                 cooldown_ms: int = 600_000, same_track: bool = True, emit_updates: bool = False,
-                 sighting_bucket_ms: int = 10_000):
-        super().__init__(confirmations, window_ms, cooldown_ms, same_track, emit_updates,
-                         sighting_bucket_ms)
-        self.threshold = threshold
+    def __init__(self, config: MatchingConfig = MatchingConfig(), same_track: bool = True,
+                 emit_updates: bool = False, sighting_bucket_ms: int = 10_000):
+        super().__init__(config.face_confirmations, config.confirm_window_ms, config.cooldown_ms,
+                         same_track, emit_updates, sighting_bucket_ms)
+        self.threshold = config.face_threshold
 
     def observe(self, state: dict, camera_id: str, time_ms: int, track_ids: Sequence[int],
                 subject_ids: Sequence[str | None], similarities: Sequence[float],
@@ -984,11 +1001,10 @@ class PlateMatchDecider(_MatchDecider):
     kind = "plate"
     alert_type = "watchlist_plate"
 
-    def __init__(self, confirmations: int = 1, window_ms: int = 5_000, cooldown_ms: int = 600_000,
-                 same_track: bool = True, emit_updates: bool = False,
-                 sighting_bucket_ms: int = 10_000):
-        super().__init__(confirmations, window_ms, cooldown_ms, same_track, emit_updates,
-                         sighting_bucket_ms)
+    def __init__(self, config: MatchingConfig = MatchingConfig(), same_track: bool = True,
+                 emit_updates: bool = False, sighting_bucket_ms: int = 10_000):
+        super().__init__(config.plate_confirmations, config.confirm_window_ms, config.cooldown_ms,
+                         same_track, emit_updates, sighting_bucket_ms)
 
     def observe(self, state: dict, camera_id: str, time_ms: int, track_ids: Sequence[int],
                 plate_texts: Sequence[str], plates: PlateWatchlist) -> tuple[list[dict], list[dict]]:

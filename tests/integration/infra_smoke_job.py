@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = ap.parse_args(argv)
     stop = {int(p): int(o) for p, o in (x.split(":") for x in ns.stop.split(","))}
 
-    from camflow.infra.flink import make_env
+    from camflow.jobs.environment import make_env
 
     env = make_env(parallelism=ns.parallelism)
     build(env, ns.bootstrap, ns.in_topic, ns.out_topic, stop)

@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from camflow.config import Config
-from camflow.kafka import ensure_topic, read_topic
+from camflow.core.kafka import ensure_topic, read_topic
 from camflow.schemas.codec import AvroCodec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -27,7 +27,7 @@ PORT = 19192
 
 def test_sampler_delivers_everything_sent_while_the_broker_restarts(own_durable_broker, vtest_path):
     broker, bootstrap = own_durable_broker
-    from camflow.sampler import ingest
+    from camflow.services.sampler import ingest
     config = Config.model_validate({"kafka": {"bootstrap_servers": bootstrap,
                                               "topics": {"frames": f"frames-{uuid.uuid4().hex[:6]}"}}})
     topic = config.kafka.topics.frames
@@ -47,7 +47,7 @@ def test_sampler_delivers_everything_sent_while_the_broker_restarts(own_durable_
     assert report.frames == 120  # ingest raises unless every frame was acknowledged
     after = [AvroCodec("FrameSample").decode(m.value())
              for m in read_topic(config.kafka, topic, idle_timeout_s=3)]
-    from camflow.sampler import sample_file
+    from camflow.services.sampler import sample_file
     asked = {f.sequence for f in sample_file(str(vtest_path), fps=10, max_frames=120)}
     delivered = {(f["camera_id"], f["sequence"]) for f in after}
     # Zero loss: every frame sent before, during and after the restart is there (duplicates
@@ -58,9 +58,9 @@ def test_sampler_delivers_everything_sent_while_the_broker_restarts(own_durable_
 
 def test_sink_reconnects_after_a_broker_restart(own_durable_broker, tmp_path):
     broker, bootstrap = own_durable_broker
-    from camflow.kafka import DeliveryTracker, produce_reliably, reliable_producer
-    from camflow.sink import run_sink
-    from camflow.store import AnalystStore
+    from camflow.core.kafka import DeliveryTracker, produce_reliably, reliable_producer
+    from camflow.services.sink import run_sink
+    from camflow.services.store import AnalystStore
     suffix = uuid.uuid4().hex[:6]
     config = Config.model_validate({"kafka": {
         "bootstrap_servers": bootstrap, "group_id": f"sink-{suffix}",

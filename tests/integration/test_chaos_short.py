@@ -8,7 +8,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_taskmanager_kill_and_job_restart_lose_nothing(kafka_bootstrap, built_models, tmp_path):
-    from camflow.infra.chaos import run_chaos
+    from bench.chaos import run_chaos
     result = run_chaos(kills=1, frames_per_camera=60, fps=2.0, timeout_s=300, seed=7,
                        work=tmp_path)
     print(result)

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from camflow.config import Kafka
-from camflow.console.feed import AlertFeed
-from camflow.kafka import DeliveryTracker, produce_reliably, reliable_producer
+from camflow.services.console.feed import AlertFeed
+from camflow.core.kafka import DeliveryTracker, produce_reliably, reliable_producer
 from camflow.schemas.codec import AvroCodec
 
 pytestmark = [pytest.mark.integration]

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from camflow.console.auth import hash_password
-from camflow.store import AnalystStore
-from camflow.watchlist import Watchlist
+from camflow.services.console.auth import hash_password
+from camflow.services.store import AnalystStore
+from camflow.services.enrolment import Watchlist
 from tests.integration.browser import broken_images, browser, screenshot  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -57,7 +57,7 @@ def deployment(live_config, built_models, pg_store, tmp_path):
     """The job running, plus the sink and the console as processes; yields (config, url)."""
     if not FACES.is_dir():
         pytest.skip(f"shared face photos not present at {FACES}")
-    from camflow.infra.flink import child_env
+    from camflow.jobs.environment import child_env
     from camflow.jobs.camera_job import start
     port = free_port()
     config = live_config("console", ["port-gate", "night-market"], {
@@ -74,7 +74,7 @@ def deployment(live_config, built_models, pg_store, tmp_path):
     path = tmp_path / "console.yaml"
     path.write_text(yaml.safe_dump(raw))
     env = {**child_env(), "CAMFLOW_CONSOLE_SECRET": uuid.uuid4().hex}
-    cli = [sys.executable, "-m", "camflow.cli"]
+    cli = [sys.executable, "-m", "camflow.commands"]
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("sink", "console")}
     children = [subprocess.Popen(cli + ["sink", "--config", str(path)], env=env,
                                  stdout=logs["sink"], stderr=subprocess.STDOUT),
@@ -213,7 +213,7 @@ def test_alert_from_the_job_appears_live_and_is_acknowledged(deployment, publish
 
     # The analyst's report over the same store renders its plots.
     out = tmp_path / "report.html"
-    done = subprocess.run([sys.executable, "-m", "camflow.cli", "report", "--config", str(config_path),
+    done = subprocess.run([sys.executable, "-m", "camflow.commands", "report", "--config", str(config_path),
                            "--since", "2h", "--out", str(out)], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr

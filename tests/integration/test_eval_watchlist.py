@@ -15,7 +15,7 @@ FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
 def test_eval_watchlist_on_shared_faces(kafka_bootstrap, built_models):
     if not (FACES / "labels.csv").is_file():
         pytest.skip(f"shared face photos not present at {FACES}")
-    from camflow.eval_watchlist import eval_watchlist
+    from camflow.evaluation.watchlist import eval_watchlist
 
     config = Config.model_validate({"kafka": {"bootstrap_servers": kafka_bootstrap},
                                     "job": {"checkpoint_interval_ms": 2000, "idleness_ms": 1000,

@@ -13,7 +13,7 @@ pytest.importorskip("faiss", reason="faiss-cpu not installed")
 
 @pytest.fixture(scope="module")
 def result():
-    from camflow.eval_perception import eval_faces
+    from camflow.evaluation.perception import eval_faces
 
     return eval_faces(DATA, DATA / "labels.csv")
 

@@ -43,7 +43,7 @@ def _produce(bootstrap: str, topic: str, values_by_partition: dict[int, list[byt
 
 
 def _job_env() -> dict[str, str]:
-    from camflow.infra.flink import child_env
+    from camflow.jobs.environment import child_env
     env = child_env()
     env.setdefault("JAVA_HOME", "/usr/lib/jvm/java-17-openjdk-amd64")
     return env

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from camflow.config import Config
-from camflow.kafka import DeliveryTracker, produce_reliably, read_topic, reliable_producer
+from camflow.core.kafka import DeliveryTracker, produce_reliably, read_topic, reliable_producer
 from camflow.schemas.codec import AvroCodec
 from tests.integration.job_setup import create_job_topics, kafka_settings
 
@@ -20,9 +20,9 @@ GOOD_FRAMES = 10  # 2 s of vtest.avi at 5 fps
 
 @pytest.fixture(scope="module")
 def claim_checked_run(tmp_path_factory, vtest_path, kafka_bootstrap, built_models):
-    from camflow.frame_store import FileFrameStore
+    from camflow.core.frame_store import FileFrameStore
     from camflow.jobs.camera_job import run
-    from camflow.sampler import ingest
+    from camflow.services.sampler import ingest
 
     root = tmp_path_factory.mktemp("frames")
     outside = root.parent / "not-a-frame.jpg"

@@ -7,9 +7,9 @@ import time
 import pytest
 import yaml
 
-from camflow.cli import main as camflow_main
+from camflow.commands import main as camflow_main
 from camflow.config import Config
-from camflow.kafka import read_topic
+from camflow.core.kafka import read_topic
 from camflow.schemas.codec import AvroCodec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -29,7 +29,7 @@ def flink_cluster():
 def test_job_runs_on_the_standalone_cluster_with_parallelism_2(
         tmp_path, flink_cluster, kafka_bootstrap, vtest_path, built_models, capsys):
     from camflow.infra.broker import ensure_topics
-    from camflow.sampler import ingest
+    from camflow.services.sampler import ingest
 
     assert flink_cluster["taskmanagers"] == 2
     suffix = f"cluster-{int(time.time() * 1000)}"

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from camflow.config import Config
-from camflow.kafka import DeliveryTracker, produce_reliably, read_topic, reliable_producer
+from camflow.core.kafka import DeliveryTracker, produce_reliably, read_topic, reliable_producer
 from camflow.schemas.codec import AvroCodec
 from tests.integration.job_setup import create_job_topics, kafka_settings
 
@@ -22,7 +22,7 @@ GOOD_FRAMES = 30  # 6 s of vtest.avi at 5 fps
 @pytest.fixture(scope="module")
 def job_run(request, tmp_path_factory, vtest_path, kafka_bootstrap, built_models):
     from camflow.jobs.camera_job import run
-    from camflow.sampler import ingest
+    from camflow.services.sampler import ingest
 
     suffix = f"e2e-{int(time.time() * 1000)}"
     config = Config.model_validate({

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from camflow.config import Config
-from camflow.kafka import DeliveryTracker, produce_reliably, read_topic, reliable_producer
+from camflow.core.kafka import DeliveryTracker, produce_reliably, read_topic, reliable_producer
 from camflow.schemas.codec import AvroCodec
 from tests.integration.job_setup import create_job_topics, kafka_settings
 

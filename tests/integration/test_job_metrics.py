@@ -56,7 +56,7 @@ def metered_job(live_config, built_models, vtest_path):
 
 def test_operator_metrics_count_frames_detections_and_dead_letters(metered_job, vtest_path,
                                                                    publish_still, tmp_path):
-    from camflow.kafka import reliable_producer
+    from camflow.core.kafka import reliable_producer
     config, port, job_id = metered_job
     capture = cv2.VideoCapture(str(vtest_path))
     ok, image = capture.read()
@@ -115,18 +115,18 @@ def test_operator_metrics_count_frames_detections_and_dead_letters(metered_job, 
     job = next(j for j in report["flink"]["jobs"] if j["id"] == job_id)
     assert job["name"] == "camflow-metered" and job["state"] == "RUNNING"
     assert job["restarts"] == 0 and job["checkpoints"]["completed"] >= 1
-    text = subprocess.run([sys.executable, "-m", "camflow.cli", "status", "--config", str(path)],
+    text = subprocess.run([sys.executable, "-m", "camflow.commands", "status", "--config", str(path)],
                           capture_output=True, text=True, env=child_env(), timeout=120).stdout
     assert job_id in text and "RUNNING" in text and job_group in text
 
 
 def child_env():
-    from camflow.infra.flink import child_env as env
+    from camflow.jobs.environment import child_env as env
     return env()
 
 
 def camflow_status(*args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "camflow.cli", "status", *args],
+    done = subprocess.run([sys.executable, "-m", "camflow.commands", "status", *args],
                           capture_output=True, text=True, env=child_env(), timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)

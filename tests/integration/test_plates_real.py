@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
 
 @pytest.fixture(scope="module")
 def result():
-    from camflow.eval_perception import eval_plates
+    from camflow.evaluation.perception import eval_plates
 
     return eval_plates(DATA, DATA / "labels.csv")
 

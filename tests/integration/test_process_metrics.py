@@ -15,7 +15,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from camflow.config import Config
-from camflow.kafka import DeliveryTracker, produce_reliably, reliable_producer
+from camflow.core.kafka import DeliveryTracker, produce_reliably, reliable_producer
 from camflow.schemas.codec import AvroCodec
 
 pytestmark = pytest.mark.integration
@@ -44,8 +44,8 @@ def scrape(port: int) -> dict[tuple, float] | None:
 
 
 def camflow(*args: str) -> subprocess.Popen:
-    from camflow.infra.flink import child_env
-    return subprocess.Popen([sys.executable, "-m", "camflow.cli", *args], env=child_env(),
+    from camflow.jobs.environment import child_env
+    return subprocess.Popen([sys.executable, "-m", "camflow.commands", *args], env=child_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -118,7 +118,7 @@ def test_sink_serves_consumed_written_rejected_and_batch_metrics(kafka_bootstrap
 
 
 def test_reconnects_of_a_live_source_are_heard():
-    from camflow.sampler import SourceError, sample_stream
+    from camflow.services.sampler import SourceError, sample_stream
     port = free_port()  # nothing listens there: every open fails
     attempts = []
     with pytest.raises(SourceError):

@@ -18,8 +18,8 @@ MODEL = "centernet-coco"
 
 def camflow_stderr(*args: str, terminal: bool) -> str:
     """stderr of ``camflow ARGS`` when it is a terminal (pty) or a pipe."""
-    from camflow.infra.flink import child_env
-    command = [sys.executable, "-m", "camflow.cli", *args]
+    from camflow.jobs.environment import child_env
+    command = [sys.executable, "-m", "camflow.commands", *args]
     if not terminal:
         done = subprocess.run(command, capture_output=True, text=True, env=child_env(),
                               stdin=subprocess.DEVNULL, timeout=300)

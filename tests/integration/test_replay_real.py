@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from camflow.cli import main as camflow_main
+from camflow.commands import main as camflow_main
 from camflow.config import load_config
-from camflow.replay import replay
+from camflow.commands.replay import replay
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from camflow.config import load_config
-from camflow.report import build_report
-from camflow.store import AnalystStore
+from camflow.services.report import build_report
+from camflow.services.store import AnalystStore
 from tests.integration.browser import REPO, broken_images, browser, screenshot  # noqa: F401
 from tests.unit.test_report import HOUR, NOW, fill_store
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from camflow.config import Kafka
-from camflow.kafka import read_topic
-from camflow.sampler import SourceError, ingest, sample_file, sample_stream
+from camflow.core.kafka import read_topic
+from camflow.services.sampler import SourceError, ingest, sample_file, sample_stream
 from camflow.schemas.codec import AvroCodec
 from camflow.transforms.frames import encode_jpeg
 

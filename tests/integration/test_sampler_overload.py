@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from camflow.config import Config
-from camflow.kafka import ensure_topic, read_topic
+from camflow.core.kafka import ensure_topic, read_topic
 from camflow.schemas.codec import AvroCodec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -24,7 +24,7 @@ FRAMES = 160  # 16 s at 10 fps: the broker is away from ~1.5 s to ~10 s
 
 def _ingest_through_a_broker_outage(own_durable_broker, vtest_path, policy):
     broker, bootstrap = own_durable_broker
-    from camflow.sampler import ingest
+    from camflow.services.sampler import ingest
     config = Config.model_validate({"kafka": {"bootstrap_servers": bootstrap,
                                               "topics": {"frames": f"frames-{uuid.uuid4().hex[:6]}"}}})
     topic = config.kafka.topics.frames
@@ -48,7 +48,7 @@ def _ingest_through_a_broker_outage(own_durable_broker, vtest_path, policy):
     codec = AvroCodec("FrameSample")
     delivered = [codec.decode(m.value())["sequence"]
                  for m in read_topic(config.kafka, topic, idle_timeout_s=3)]
-    from camflow.sampler import sample_file
+    from camflow.services.sampler import sample_file
     sampled = [f.sequence for f in sample_file(str(vtest_path), fps=10, max_frames=FRAMES)]
     # frames sampled (paced at 10 fps from the start) at least 2 s after the broker was back up,
     # by when the producer has reconnected (reconnect backoff at most 1 s)

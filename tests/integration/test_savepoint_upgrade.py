@@ -45,7 +45,7 @@ def flink_cluster():
 
 def _publish(config, frames, start_ms) -> set[tuple[str, int]]:
     """Real frames as the sampler encodes them; capture times continue across batches."""
-    from camflow.kafka import DeliveryTracker, produce_reliably, reliable_producer
+    from camflow.core.kafka import DeliveryTracker, produce_reliably, reliable_producer
     from camflow.schemas.codec import AvroCodec
     from camflow.transforms.frames import encode_jpeg, resize_to_max_width
     codec, producer, tracker = AvroCodec("FrameSample"), reliable_producer(config.kafka), DeliveryTracker()
@@ -61,7 +61,7 @@ def _publish(config, frames, start_ms) -> set[tuple[str, int]]:
 
 
 def _decoded(config, topic: str, contract: str) -> list[dict]:
-    from camflow.kafka import read_topic
+    from camflow.core.kafka import read_topic
     from camflow.schemas.codec import AvroCodec
     codec = AvroCodec(contract)
     return [codec.decode(m.value()) for m in read_topic(config.kafka, topic, idle_timeout_s=1.5)]
@@ -77,16 +77,16 @@ def _wait_analysed(config, count: int, timeout_s: float = 150.0) -> None:
 
 
 def _camflow(*args) -> subprocess.CompletedProcess:
-    from camflow.infra.flink import child_env
-    return subprocess.run([sys.executable, "-m", "camflow.cli", *args], capture_output=True,
+    from camflow.jobs.environment import child_env
+    return subprocess.run([sys.executable, "-m", "camflow.commands", *args], capture_output=True,
                           text=True, cwd=REPO, env=child_env(), timeout=300)
 
 
 def test_stop_with_savepoint_and_resubmit_analyses_every_frame_once(
         flink_cluster, live_config, built_models, vtest_path, tmp_path):
-    from camflow.infra.chaos import job_state, wait_running
-    from camflow.sampler import sample_file
-    from camflow.store import AnalystStore
+    from bench.chaos import job_state, wait_running
+    from camflow.services.sampler import sample_file
+    from camflow.services.store import AnalystStore
     flink = flink_cluster
     config = live_config(f"upgrade-{uuid.uuid4().hex[:6]}", ["walkway"], {
         "parallelism": 1, "checkpoint_interval_ms": 2000,

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from camflow import cli
-from camflow.kafka import read_topic
+from camflow import commands as cli
+from camflow.core.kafka import read_topic
 from camflow.schemas.codec import AvroCodec
-from camflow.sink import run_sink
-from camflow.store import AnalystStore
-from camflow.watchlist import Watchlist
+from camflow.services.sink import run_sink
+from camflow.services.store import AnalystStore
+from camflow.services.enrolment import Watchlist
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from camflow.config import Config
-from camflow.kafka import DeliveryTracker, produce_reliably, reliable_producer
+from camflow.core.kafka import DeliveryTracker, produce_reliably, reliable_producer
 from camflow.schemas.codec import AvroCodec
-from camflow.sink import run_sink
-from camflow.store import AnalystStore
+from camflow.services.sink import run_sink
+from camflow.services.store import AnalystStore
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

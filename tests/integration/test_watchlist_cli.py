@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from camflow.config import Kafka
-from camflow.watchlist import EnrolmentError, Watchlist, export_rows
+from camflow.services.enrolment import EnrolmentError, Watchlist, export_rows
 
 pytestmark = pytest.mark.integration
 FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"

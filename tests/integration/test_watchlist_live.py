@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from camflow.kafka import read_topic
+from camflow.core.kafka import read_topic
 from camflow.schemas.codec import AvroCodec
-from camflow.watchlist import Watchlist
+from camflow.services.enrolment import Watchlist
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"

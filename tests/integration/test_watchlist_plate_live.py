@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 import pytest
 
-from camflow.kafka import read_topic
+from camflow.core.kafka import read_topic
 from camflow.schemas.codec import AvroCodec
-from camflow.watchlist import Watchlist
+from camflow.services.enrolment import Watchlist
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"

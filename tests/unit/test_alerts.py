@@ -78,6 +78,8 @@ def test_crowd_alert_exact_record():
         "subject": "person",
         "score": 1.2,
         "track_id": None,
+        "evidence_jpeg": None,
+        "evidence_ref": None,
     }
     assert evidence == {
         "window_start_ms": T0,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from camflow.cli import main
+from camflow.commands import main
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -46,6 +46,6 @@ def test_camera_sampler_policy_is_validated():
                                          (["eval", "plates", "--images", "x"], "--images and --labels"),
                                          (["eval", "detect"], "--video")])
 def test_eval_without_its_data_says_what_is_missing(argv, needs):
-    from camflow.cli import main
+    from camflow.commands import main
     with pytest.raises(SystemExit, match=needs):
         main(argv)

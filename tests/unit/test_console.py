@@ -7,10 +7,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from camflow.config import Config, ConfigError, load_config
-from camflow.console.app import create_app
-from camflow.console.auth import authenticate, hash_password, verify_password
-from camflow.console.feed import AlertFeed
-from camflow.store import AnalystStore
+from camflow.services.console.app import create_app
+from camflow.services.console.auth import authenticate, hash_password, verify_password
+from camflow.services.console.feed import AlertFeed
+from camflow.services.store import AnalystStore
 
 OPERATOR_HASH = hash_password("operator-pass")
 VIEWER_HASH = hash_password("viewer-pass")
@@ -107,7 +107,7 @@ def test_cameras_without_frames_are_offline(console):
 def test_cli_hashes_a_password_from_stdin(monkeypatch, capsys):
     import io
 
-    from camflow.cli import main
+    from camflow.commands import main
     monkeypatch.setattr("sys.stdin", io.StringIO("long enough password\n"))
     assert main(["console", "hash-password"]) == 0
     encoded = capsys.readouterr().out.strip()

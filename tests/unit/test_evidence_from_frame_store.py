@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("pyflink")
 from camflow.config import Config  # noqa: E402
-from camflow.frame_store import FileFrameStore  # noqa: E402
+from camflow.core.frame_store import FileFrameStore  # noqa: E402
 from camflow.jobs.operators import MatchWatchlist, frame_store_reader  # noqa: E402
 from camflow.transforms.detections import Detections, FrameAnalysis  # noqa: E402
 from camflow.transforms.frames import encode_jpeg  # noqa: E402

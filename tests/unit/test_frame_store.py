@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from camflow.frame_store import (FileFrameStore, FrameRefError, S3FrameStore, frame_key,
+from camflow.core.frame_store import (FileFrameStore, FrameRefError, S3FrameStore, frame_key,
                                  open_frame_store)
 
 JPEG = b"\xff\xd8 not really a jpeg \xff\xd9"
@@ -69,7 +69,7 @@ def test_cli_prunes_a_file_store_by_retention(tmp_path, capsys):
     import json
     import time
 
-    from camflow.cli import main
+    from camflow.commands import main
     store = FileFrameStore(tmp_path / "frames")
     now = int(time.time() * 1000)
     old = store.put("walkway", now - 2 * 60_000, 1, JPEG)

@@ -1,11 +1,11 @@
-"""The sampler's overload policies (camflow/overload.py): what waits, what is dropped, what goes."""
+"""The sampler's overload policies (camflow/core/overload.py): what waits, what is dropped, what goes."""
 from __future__ import annotations
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from camflow.overload import SendBacklog
+from camflow.core.overload import SendBacklog
 
 
 def test_keep_all_hands_on_up_to_the_limit_and_keeps_the_rest_waiting_in_order():

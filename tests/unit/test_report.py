@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from camflow.config import load_config
-from camflow.report import bucket_ms, build_report, load, render, tumbling_only
-from camflow.store import AnalystStore
+from camflow.services.report import bucket_ms, build_report, load, render, tumbling_only
+from camflow.services.store import AnalystStore
 
 REPO = Path(__file__).resolve().parents[2]
 CAMERAS = ["pq-port-baivong-arrivals", "pq-airport-arrivals-1", "pq-nightmarket-centre",
@@ -150,7 +150,7 @@ def test_bucket_keeps_bars_readable(span_h, minutes):
 
 
 def test_cli_writes_the_report_and_refuses_bad_options(tmp_path, filled, capsys):
-    from camflow.cli import main
+    from camflow.commands import main
     out = tmp_path / "out" / "report.html"
     assert main(["report", "--store", filled[0], "--since", "bogus", "--out", str(out)]) == 2
     assert "--since 'bogus'" in capsys.readouterr().err

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from camflow.schemas.codec import AvroCodec
-from camflow.search import SearchError, format_lines, parse_since, search_store
-from camflow.store import AnalystStore
+from camflow.services.search import SearchError, format_lines, parse_since, search_store
+from camflow.services.store import AnalystStore
 from camflow.transforms.detections import Detections
-from camflow.transforms.watchlist import (FaceIndex, FaceMatchDecider, WatchlistState,
+from camflow.transforms.watchlist import (FaceIndex, FaceMatchDecider, MatchingConfig, WatchlistState,
                                           face_embedding_records, search_faces)
 
 DAY = 86_400_000
@@ -100,7 +100,7 @@ def test_faces_are_searched_per_row_and_marked_matched(rng=np.random.default_rng
                        tracker_id=[1, 2, 3], data={"embedding": emb}, class_names=("face",))
     sids, sims = search_faces(faces, index)
     assert sids[1] is None and sids[2] == "W-7" and sims[2] > 0.9
-    assert FaceMatchDecider(threshold=0.9).matched_subjects(sids, sims) == [None, None, "W-7"]
+    assert FaceMatchDecider(MatchingConfig(face_threshold=0.9)).matched_subjects(sids, sims) == [None, None, "W-7"]
     # an empty watchlist: every face unmatched, none refused
     sids, _ = search_faces(faces, FaceIndex.build(WatchlistState(), use_gpu=False))
     assert list(sids) == [None, None, None]

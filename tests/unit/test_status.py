@@ -1,5 +1,5 @@
 """`camflow status` arithmetic and table, on reports shaped like the real ones."""
-from camflow.status import checkpoint_text, duration, format_status, lags
+from camflow.services.status import checkpoint_text, duration, format_status, lags
 
 
 def test_lag_is_end_minus_committed_per_partition():

@@ -10,7 +10,7 @@ import pytest
 from camflow.transforms.alerts import alert_id, time_bucket
 from camflow.transforms.detections import Detections
 from camflow.transforms.watchlist import (
-    FaceIndex, FaceMatchDecider, EvidenceError, InvalidEmbedding, InvalidEntry,
+    FaceIndex, FaceMatchDecider, EvidenceError, MatchingConfig, InvalidEmbedding, InvalidEntry,
     PlateMatchDecider, PlateWatchlist, WatchlistError, WatchlistState, choose_index_kind,
     embedding_problems, entry_key, evidence_crop, plate_distance, validate_embeddings,
 )
@@ -281,10 +281,10 @@ def test_two_tracks_or_outside_window_do_not_confirm(world, rng):
     sees(loose, st2, watchlist, index, T0, 1, near(target, rng))
     alerts, _ = sees(loose, st2, watchlist, index, T0 + 300, 2, near(target, rng))
     assert len(alerts) == 1 and alerts[0]["severity"] == "warning"  # suspect
-    single, st3 = FaceMatchDecider(confirmations=1), FaceMatchDecider.new_state()
+    single, st3 = FaceMatchDecider(MatchingConfig(face_confirmations=1)), FaceMatchDecider.new_state()
     assert len(sees(single, st3, watchlist, index, T0, -1, near(target, rng))[0]) == 1
     # below the threshold never counts
-    strict, st4 = FaceMatchDecider(threshold=0.999), FaceMatchDecider.new_state()
+    strict, st4 = FaceMatchDecider(MatchingConfig(face_threshold=0.999)), FaceMatchDecider.new_state()
     for t in range(3):
         assert sees(strict, st4, watchlist, index, T0 + t * 100, 1, near(target, rng, 0.5)) == ([], [])
 

@@ -1,0 +1,52 @@
+"""The streaming job: its runtime settings, and the perception and rule settings it runs
+with. Each perception domain owns its settings model (``transforms/``); this composes them."""
+from __future__ import annotations
+
+from pydantic import Field
+
+from camflow.config.base import Strict
+from camflow.transforms.anomaly import AnomalyConfig, LivenessConfig
+from camflow.transforms.detect import DetectorConfig
+from camflow.transforms.motion import MotionGateConfig
+from camflow.transforms.recognition import RecognitionPolicy
+from camflow.transforms.tracking import TrackerConfig
+from camflow.transforms.watchlist import MatchingConfig
+
+
+class Limits(Strict):
+    max_jpeg_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(3840 * 2160, ge=64 * 64)
+    max_future_skew_ms: int = Field(60_000, ge=0)
+    max_age_ms: int = Field(7 * 24 * 3600 * 1000, ge=0)
+
+
+class Job(Strict):
+    parallelism: int = Field(1, ge=1)
+    checkpoint_interval_ms: int = Field(10_000, ge=500)
+    python_bundle_ms: int = Field(100, ge=1, description=(
+        "PyFlink flushes a Python operator's batch after this long (Flink's default, 1000 ms, "
+        "adds about a second of latency per Python stage)"))
+    python_bundle_size: int = Field(100, ge=1, description="...or after this many records")
+    checkpoint_dir: str | None = Field(None, description="file:// or s3:// URI for retained checkpoints")
+    window_ms: int = Field(60_000, ge=1000, description="tumbling window: counts, crowd rule, anomaly score")
+    sliding_window_ms: int = Field(300_000, ge=0, description=(
+        "sliding window (sliding by window_ms) for smoother counts; 0 turns it off"))
+    out_of_orderness_ms: int = Field(5_000, ge=0)
+    idleness_ms: int = Field(10_000, ge=100, description="a silent partition stops holding back the watermark after this")
+    allowed_lateness_ms: int = Field(0, ge=0)
+    default_crowd_limit: int | None = Field(None, ge=1)
+    detector: DetectorConfig = DetectorConfig()
+    # The detector runs only on frames that changed since it last ran (transforms/motion.py).
+    motion_gate: MotionGateConfig = MotionGateConfig()
+    tracking: TrackerConfig = TrackerConfig()
+    recognition: RecognitionPolicy = RecognitionPolicy()
+    watchlist: MatchingConfig = MatchingConfig()
+    anomaly: AnomalyConfig = AnomalyConfig()
+    liveness: LivenessConfig = LivenessConfig()
+    limits: Limits = Limits()
+    reject_unknown_cameras: bool = Field(True, description="frames from cameras not in the config go to dead-letters")
+    flink_options: dict[str, str] = Field(default_factory=dict, description=(
+        "extra Flink options for the job, e.g. {'rest.port': '8082'} to serve the embedded "
+        "mini-cluster's REST API (metrics) on a fixed port, or a metrics reporter"))
+    rest_url: str | None = Field("http://localhost:8081", description=(
+        "Flink REST API that `camflow status` asks for job health (None: do not ask)"))

@@ -1,0 +1,1 @@
+"""The kernel every process shares: the deployment config, Kafka clients, the frame store."""

@@ -1,0 +1,1 @@
+"""Offline accuracy of the perception stages and the watchlist on labelled real data (``camflow eval``)."""

@@ -1,0 +1,1 @@
+"""The processes around the job: samplers, the analyst-store sink and store, the console, status, analysts' tools."""

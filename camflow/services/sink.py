@@ -1,0 +1,200 @@
+"""``camflow sink``: Kafka topics -> analyst store, at least once, idempotent.
+
+Offsets are committed to Kafka only after the rows are committed to the store, and every
+write is an upsert on the record's key, so a crash between the two re-delivers records that
+overwrite themselves: the store ends with exactly one row per alert, window and frame.
+Records that cannot be decoded, and records the store refuses (a value it cannot hold: a NUL
+in text on PostgreSQL, a time out of range), are kept in ``sink_rejects`` with their bytes,
+never dropped, and the sink goes on; a store or broker that does not answer stops the sink
+with the batch uncommitted, so a restart writes it again (``store_refuses`` tells them apart).
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, KafkaException
+
+from camflow.schemas.codec import AvroCodec, SchemaError
+
+from camflow.services import metrics
+from camflow.config import Config
+from camflow.services.store import AnalystStore
+
+
+@dataclass
+class SinkReport:
+    written: dict[str, int] = field(default_factory=dict)
+    rejected: int = 0
+    expired_embeddings: int = 0  # unmatched face embeddings deleted by the retention
+    seconds: float = 0.0
+
+
+RETENTION_EVERY_S = 60.0
+LAG_EVERY_S = 5.0
+# The store table each record kind is upserted into (its main table), for the metrics.
+TABLE_OF = {"upsert_alert": "alerts", "upsert_aggregate": "aggregates",
+            "upsert_analysis": "frame_analyses", "upsert_sighting": "sightings",
+            "insert_watchlist_change": "watchlist_audit", "upsert_face_embedding": "face_embeddings"}
+
+
+# DB-API exception classes that mean "the database refused these values", whatever the driver
+# (psycopg, duckdb): the record's fault. OperationalError, InterfaceError (connection lost,
+# server gone), InternalError and ProgrammingError (our SQL) are not.
+_REFUSED_BY_DATABASE = frozenset({"DataError", "IntegrityError"})
+
+
+def store_refuses(exc: BaseException) -> bool:
+    """Whether ``exc`` from a store upsert is the record's fault (reject it and go on) rather
+    than the store's (stop, write the batch again after a restart)."""
+    if isinstance(exc, OSError):
+        return False
+    if isinstance(exc, (ValueError, TypeError, KeyError, OverflowError)):
+        return True  # the upsert could not turn the record's values into a row
+    return any(cls.__name__ in _REFUSED_BY_DATABASE for cls in type(exc).__mro__)
+
+
+def write_batch(store: AnalystStore, messages, handlers: dict, report: SinkReport) -> int:
+    """Upsert one batch of consumed messages into the open transaction; returns how many
+    records it held (the caller commits the store, then the offsets).
+
+    A record the store refuses aborts the transaction (PostgreSQL and DuckDB both), so the
+    batch's earlier writes are rolled back and done again, and the record goes to
+    ``sink_rejects`` (reason ``store_refused``) instead of stopping the sink for good."""
+    done: list = []  # every write of this batch, in order, to redo after a rollback
+    processed = 0
+    for msg in messages:
+        if msg.error():
+            # A topic nobody has written yet (e.g. sightings before the first match).
+            if msg.error().code() in (KafkaError._PARTITION_EOF,
+                                      KafkaError.UNKNOWN_TOPIC_OR_PART):
+                continue
+            metrics.SINK_ERRORS.labels("kafka").inc()
+            raise KafkaException(msg.error())
+        processed += 1
+        metrics.RECORDS_CONSUMED.labels(msg.topic()).inc()
+        codec, method = handlers[msg.topic()]
+        where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        try:
+            record = codec.decode(msg.value())
+        except SchemaError as exc:
+            _reject(store, msg, exc.reason, f"{where}: {exc}", done, report)
+            continue
+        write = (lambda m, r: lambda: getattr(store, m)(r))(method, record)
+        try:
+            write()
+        except Exception as exc:  # noqa: BLE001 -- sorted: the record's fault, or the store's
+            if not store_refuses(exc):
+                raise
+            try:
+                store.rollback()
+            except Exception:  # noqa: BLE001 -- no transaction (DuckDB autocommits each
+                pass           # statement): the batch's earlier writes stand, nothing to redo
+            else:
+                for redo in done:
+                    redo()
+            _reject(store, msg, "store_refused",
+                    f"{where}: the store refused it: {type(exc).__name__}: {exc}", done, report)
+            continue
+        done.append(write)
+        report.written[msg.topic()] += 1
+        metrics.ROWS_WRITTEN.labels(TABLE_OF[method]).inc()
+    return processed
+
+
+def _reject(store: AnalystStore, msg, reason: str, message: str, done: list,
+            report: SinkReport) -> None:
+    from camflow.transforms.dead_letters import redact
+
+    metrics.SINK_ERRORS.labels("rejected").inc()
+    print(f"camflow sink: {redact(message)[:2000]}", file=sys.stderr)
+    reject = (lambda: store.reject(msg.topic(), msg.partition(), msg.offset(), reason,
+                                   msg.value()))
+    reject()
+    done.append(reject)
+    report.rejected += 1
+
+
+def update_lag(consumer: Consumer) -> None:
+    """Consumer lag per assigned partition from the end offsets the broker last reported with
+    its fetch responses (no extra request; Tansu's are wrong after batched writes)."""
+    assigned = consumer.assignment()
+    for tp in consumer.position(assigned) if assigned else []:
+        _, end = consumer.get_watermark_offsets(tp, cached=True)
+        if end >= 0 and tp.offset >= 0:
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - tp.offset))
+
+
+def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | None = None,
+             max_seconds: float | None = None, batch_size: int = 500,
+             topics: tuple[str, ...] = ("alerts", "aggregates", "analyses", "sightings",
+                                        "watchlist_audit", "face_embeddings")) -> SinkReport:
+    """Consume until stopped (or idle for ``idle_exit_s``); returns what was written.
+
+    Also enforces the retention of face embeddings: unmatched faces captured more than
+    ``store.embedding_retention_days`` ago are deleted at start and then at most once per
+    ``RETENTION_EVERY_S`` while running."""
+    kafka = config.kafka
+    registry = kafka.registry_conf()
+    # kind -> (topic, contract, store method)
+    routes = {
+        "alerts": (kafka.topics.alerts, "Alert", "upsert_alert"),
+        "aggregates": (kafka.topics.aggregates, "Aggregate", "upsert_aggregate"),
+        "analyses": (kafka.topics.analyses, "FrameAnalysis", "upsert_analysis"),
+        "sightings": (kafka.topics.sightings, "Sighting", "upsert_sighting"),
+        "watchlist_audit": (kafka.topics.watchlist_audit, "WatchlistEntry", "insert_watchlist_change"),
+        "face_embeddings": (kafka.topics.face_embeddings, "FaceEmbedding", "upsert_face_embedding"),
+    }
+    handlers = {topic: (AvroCodec(contract, registry, subject=f"{topic}-value"), method)
+                for kind, (topic, contract, method) in routes.items() if kind in topics}
+    store = AnalystStore(store_url or config.store.url)
+    consumer = Consumer({
+        **kafka.client_conf(),
+        "group.id": f"{kafka.group_id}-sink",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6000,  # Tansu delays a group join by about half of this
+        "heartbeat.interval.ms": 1000,
+    })
+    consumer.subscribe(list(handlers))
+    report = SinkReport(written={t: 0 for t in handlers})
+    started = last_record = time.monotonic()
+    last_retention = last_lag = None
+    stopping = []
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a service manager, a test harness) ends the sink after the batch in hand
+        # is written and its offsets committed, not in the middle of it.
+        previous_handler = signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    try:
+        while not stopping:
+            now = time.monotonic()
+            if last_retention is None or now - last_retention >= RETENTION_EVERY_S:
+                report.expired_embeddings += store.delete_expired_embeddings(
+                    config.store.embedding_retention_days)
+                last_retention = now
+            if max_seconds is not None and now - started > max_seconds:
+                break
+            if idle_exit_s is not None and now - last_record > idle_exit_s:
+                break
+            messages = consumer.consume(batch_size, timeout=0.5)
+            batch_started = time.perf_counter()
+            processed = write_batch(store, messages, handlers, report)
+            if processed:
+                last_record = time.monotonic()
+                store.commit()
+                consumer.commit(asynchronous=False)
+                metrics.BATCH_LATENCY.observe(time.perf_counter() - batch_started)
+            if last_lag is None or time.monotonic() - last_lag >= LAG_EVERY_S:
+                update_lag(consumer)
+                last_lag = time.monotonic()
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+        consumer.close()
+        store.close()
+        report.seconds = time.monotonic() - started
+    return report

@@ -1,0 +1,328 @@
+"""The analyst store: alerts, aggregates, frame analyses, sightings and face embeddings in SQL,
+written idempotently.
+
+DuckDB (an embedded file, the default) or PostgreSQL (``postgresql://...``). Every write is an
+upsert on the record's natural key (alert id; camera + window; camera + sequence), so a record
+delivered twice, after a failover or a sink restart, leaves exactly one row.
+"""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+from camflow.transforms.detections import VEHICLE_CLASSES
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS alerts (
+        alert_id TEXT PRIMARY KEY, type TEXT NOT NULL, severity TEXT NOT NULL,
+        camera_id TEXT NOT NULL, time_ms BIGINT NOT NULL, alert_time TIMESTAMP NOT NULL,
+        subject TEXT, score DOUBLE PRECISION, track_id BIGINT, evidence TEXT,
+        evidence_ref TEXT, has_evidence_jpeg BOOLEAN, deliveries INTEGER NOT NULL DEFAULT 1)""",
+    """CREATE TABLE IF NOT EXISTS aggregates (
+        camera_id TEXT NOT NULL, window_start_ms BIGINT NOT NULL, window_end_ms BIGINT NOT NULL,
+        window_start TIMESTAMP NOT NULL, frames INTEGER NOT NULL, unique_tracks INTEGER NOT NULL,
+        anomaly_score DOUBLE PRECISION,
+        PRIMARY KEY (camera_id, window_start_ms, window_end_ms))""",
+    """CREATE TABLE IF NOT EXISTS aggregate_counts (
+        camera_id TEXT NOT NULL, window_start_ms BIGINT NOT NULL, window_end_ms BIGINT NOT NULL,
+        class_name TEXT NOT NULL, max_in_frame INTEGER NOT NULL, mean_per_frame DOUBLE PRECISION,
+        unique_tracks INTEGER,
+        PRIMARY KEY (camera_id, window_start_ms, window_end_ms, class_name))""",
+    """CREATE TABLE IF NOT EXISTS line_crossings (
+        camera_id TEXT NOT NULL, window_start_ms BIGINT NOT NULL, window_end_ms BIGINT NOT NULL,
+        line_id TEXT NOT NULL, direction TEXT NOT NULL, class_name TEXT NOT NULL,
+        crossings INTEGER NOT NULL,
+        PRIMARY KEY (camera_id, window_start_ms, window_end_ms, line_id, direction, class_name))""",
+    """CREATE TABLE IF NOT EXISTS frame_analyses (
+        camera_id TEXT NOT NULL, sequence BIGINT NOT NULL, capture_ms BIGINT NOT NULL,
+        capture_time TIMESTAMP NOT NULL, processed_ms BIGINT NOT NULL, objects INTEGER NOT NULL,
+        persons INTEGER NOT NULL, vehicles INTEGER NOT NULL, detections TEXT NOT NULL,
+        deliveries INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (camera_id, sequence))""",
+    """CREATE TABLE IF NOT EXISTS sightings (
+        sighting_id TEXT PRIMARY KEY, subject_id TEXT NOT NULL, kind TEXT NOT NULL,
+        camera_id TEXT NOT NULL, time_ms BIGINT NOT NULL, sighting_time TIMESTAMP NOT NULL,
+        score DOUBLE PRECISION, track_id BIGINT, alert_id TEXT, plate TEXT)""",
+    """CREATE TABLE IF NOT EXISTS watchlist_audit (
+        kind TEXT NOT NULL, subject_id TEXT NOT NULL, time_ms BIGINT NOT NULL,
+        change_time TIMESTAMP NOT NULL, changed_by TEXT NOT NULL, removed BOOLEAN NOT NULL,
+        name TEXT, category TEXT, reason TEXT, photos INTEGER,
+        PRIMARY KEY (kind, subject_id, time_ms))""",
+    # A subject's path across cameras, in time order (camflow sightings --subject ID).
+    """CREATE OR REPLACE VIEW subject_paths AS
+        SELECT s.subject_id, s.kind, s.sighting_time, s.camera_id, s.score, s.track_id,
+               s.alert_id, s.time_ms
+        FROM sightings s""",
+    # Faces read by the job, for retroactive search (camflow search); unmatched rows are
+    # deleted after store.embedding_retention_days (delete_expired_embeddings).
+    """CREATE TABLE IF NOT EXISTS face_embeddings (
+        face_id TEXT PRIMARY KEY, camera_id TEXT NOT NULL, time_ms BIGINT NOT NULL,
+        capture_time TIMESTAMP NOT NULL, sequence BIGINT NOT NULL, track_id BIGINT,
+        x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+        embedding BYTEA NOT NULL, matched_subject TEXT)""",
+    """CREATE TABLE IF NOT EXISTS sink_rejects (
+        topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL, kafka_offset BIGINT NOT NULL,
+        reason TEXT NOT NULL, payload BYTEA,
+        PRIMARY KEY (topic, kafka_partition, kafka_offset))""",
+    # The evidence crop an alert carried (watchlist alerts), for the console and reports.
+    """CREATE TABLE IF NOT EXISTS alert_evidence (
+        alert_id TEXT PRIMARY KEY, jpeg BYTEA NOT NULL)""",
+    # What operators did about an alert in the console (acknowledge / dismiss): who, when.
+    """CREATE TABLE IF NOT EXISTS alert_actions (
+        alert_id TEXT NOT NULL, action TEXT NOT NULL, actor TEXT NOT NULL,
+        action_ms BIGINT NOT NULL, action_time TIMESTAMP NOT NULL, note TEXT,
+        PRIMARY KEY (alert_id, action_ms, actor))""",
+    # Every alert with the latest operator action on it (NULL: still open).
+    """CREATE OR REPLACE VIEW alert_status AS
+        SELECT a.alert_id, a.alert_time, a.type, a.severity, a.camera_id, a.subject, a.score,
+               x.action, x.actor, x.action_time, x.action_ms - a.time_ms AS response_ms
+        FROM alerts a LEFT JOIN alert_actions x ON x.alert_id = a.alert_id
+         AND x.action_ms = (SELECT MAX(y.action_ms) FROM alert_actions y
+                            WHERE y.alert_id = a.alert_id)""",
+]
+
+ALERT_ACTIONS = ("acknowledge", "dismiss")
+
+
+
+def _ts(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc).replace(tzinfo=None)
+
+
+class AnalystStore:
+    """A DB-API connection plus the upserts; ``url`` is ``duckdb:///path`` or ``postgresql://``."""
+
+    def __init__(self, url: str):
+        self.url = url
+        if url.startswith(("postgresql://", "postgres://")):
+            import psycopg
+            self.kind = "postgresql"
+            self.conn = psycopg.connect(url, autocommit=False)
+        elif url.startswith("duckdb://"):
+            import duckdb
+            self.kind = "duckdb"
+            # SQLAlchemy's convention: duckdb:///relative/path, duckdb:////absolute/path.
+            path = url.removeprefix("duckdb:///") if url.startswith("duckdb:///") else ":memory:"
+            if path not in ("", ":memory:"):
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.conn = duckdb.connect(path or ":memory:")
+        else:
+            raise ValueError(f"unsupported store URL {url!r}: use duckdb:///PATH or postgresql://...")
+        self.create_schema()
+
+    def _sql(self, statement: str) -> str:
+        if self.kind == "duckdb":
+            return statement.replace("%s", "?").replace("BYTEA", "BLOB")
+        return statement
+
+    def execute(self, statement: str, params: Iterable = ()):
+        cur = self.conn.cursor()
+        cur.execute(self._sql(statement), tuple(params))
+        return cur
+
+    def query(self, statement: str, params: Iterable = ()) -> list[tuple]:
+        return self.execute(statement, params).fetchall()
+
+    def create_schema(self) -> None:
+        for statement in SCHEMA:
+            self.execute(statement)
+        if self.kind == "postgresql":  # retention and search scan by capture time
+            # (not on DuckDB: its ART indexes make ON CONFLICT updates of indexed tables fail)
+            self.execute("CREATE INDEX IF NOT EXISTS face_embeddings_time "
+                         "ON face_embeddings (time_ms)")
+        self.commit()
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- upserts, one per contract ------------------------------------------------------------
+    def upsert_alert(self, a: dict) -> None:
+        self.execute(
+            """INSERT INTO alerts (alert_id, type, severity, camera_id, time_ms, alert_time, subject,
+                   score, track_id, evidence, evidence_ref, has_evidence_jpeg)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (alert_id) DO UPDATE SET
+                   severity = excluded.severity, score = excluded.score,
+                   evidence = excluded.evidence, evidence_ref = excluded.evidence_ref,
+                   has_evidence_jpeg = excluded.has_evidence_jpeg,
+                   deliveries = alerts.deliveries + 1""",
+            (a["alert_id"], a["type"], a["severity"], a["camera_id"], a["time_ms"], _ts(a["time_ms"]),
+             a.get("subject"), a.get("score"), a.get("track_id"), a.get("evidence"),
+             a.get("evidence_ref"), a.get("evidence_jpeg") is not None))
+        if a.get("evidence_jpeg"):
+            self.execute(
+                """INSERT INTO alert_evidence (alert_id, jpeg) VALUES (%s, %s)
+                   ON CONFLICT (alert_id) DO UPDATE SET jpeg = excluded.jpeg""",
+                (a["alert_id"], a["evidence_jpeg"]))
+
+    def alert_evidence(self, alert_id: str) -> bytes | None:
+        rows = self.query("SELECT jpeg FROM alert_evidence WHERE alert_id = %s", (alert_id,))
+        return bytes(rows[0][0]) if rows else None
+
+    def record_alert_action(self, alert_id: str, action: str, actor: str,
+                            note: str | None = None, now_ms: int | None = None) -> int:
+        """An operator's acknowledge / dismiss, kept with who and when; commits. Returns the
+        action time (ms)."""
+        if action not in ALERT_ACTIONS:
+            raise ValueError(f"unknown alert action {action!r}: use one of {ALERT_ACTIONS}")
+        if not alert_id or not actor:
+            raise ValueError("an alert action needs an alert id and an actor")
+        when = int(time.time() * 1000) if now_ms is None else int(now_ms)
+        self.execute(
+            """INSERT INTO alert_actions (alert_id, action, actor, action_ms, action_time, note)
+               VALUES (%s, %s, %s, %s, %s, %s)
+               ON CONFLICT (alert_id, action_ms, actor) DO NOTHING""",
+            (alert_id, action, actor, when, _ts(when), note))
+        self.commit()
+        return when
+
+    def alert_actions(self, alert_ids: Iterable[str] | None = None) -> dict[str, list[dict]]:
+        """alert id -> its actions, oldest first (all alerts when ``alert_ids`` is None)."""
+        sql = "SELECT alert_id, action, actor, action_ms, note FROM alert_actions"
+        params: tuple = ()
+        ids = list(alert_ids) if alert_ids is not None else None
+        if ids is not None:
+            if not ids:
+                return {}
+            sql += " WHERE alert_id IN (" + ", ".join(["%s"] * len(ids)) + ")"
+            params = tuple(ids)
+        out: dict[str, list[dict]] = {}
+        for alert_id, action, actor, action_ms, note in self.query(sql + " ORDER BY action_ms", params):
+            out.setdefault(alert_id, []).append(
+                {"action": action, "actor": actor, "time_ms": action_ms, "note": note})
+        return out
+
+    def upsert_aggregate(self, g: dict) -> None:
+        key = (g["camera_id"], g["window_start_ms"], g["window_end_ms"])
+        self.execute(
+            """INSERT INTO aggregates (camera_id, window_start_ms, window_end_ms, window_start, frames,
+                   unique_tracks, anomaly_score) VALUES (%s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (camera_id, window_start_ms, window_end_ms) DO UPDATE SET
+                   frames = excluded.frames, unique_tracks = excluded.unique_tracks,
+                   anomaly_score = excluded.anomaly_score""",
+            (*key, _ts(g["window_start_ms"]), g["frames"], g["unique_tracks"], g.get("anomaly_score")))
+        means = g.get("mean_by_class") or {}
+        uniques = g.get("unique_tracks_by_class") or {}
+        for name, count in sorted(g["counts_by_class"].items()):
+            self.execute(
+                """INSERT INTO aggregate_counts (camera_id, window_start_ms, window_end_ms, class_name,
+                       max_in_frame, mean_per_frame, unique_tracks) VALUES (%s, %s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (camera_id, window_start_ms, window_end_ms, class_name) DO UPDATE SET
+                       max_in_frame = excluded.max_in_frame, mean_per_frame = excluded.mean_per_frame,
+                       unique_tracks = excluded.unique_tracks""",
+                (*key, name, count, means.get(name), uniques.get(name)))
+
+        for crossing, count in sorted((g.get("line_crossings") or {}).items()):
+            line_id, direction, name = crossing.rsplit(":", 2)
+            self.execute(
+                """INSERT INTO line_crossings (camera_id, window_start_ms, window_end_ms, line_id,
+                       direction, class_name, crossings) VALUES (%s, %s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (camera_id, window_start_ms, window_end_ms, line_id, direction,
+                                class_name) DO UPDATE SET crossings = excluded.crossings""",
+                (*key, line_id, direction, name, count))
+
+    def upsert_analysis(self, f: dict) -> None:
+        classes = [d["class_name"] for d in f["detections"]]
+        detections = [{k: d[k] for k in ("class_name", "score", "x1", "y1", "x2", "y2", "track_id")}
+                      for d in f["detections"]]
+        self.execute(
+            """INSERT INTO frame_analyses (camera_id, sequence, capture_ms, capture_time, processed_ms,
+                   objects, persons, vehicles, detections) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (camera_id, sequence) DO UPDATE SET
+                   processed_ms = excluded.processed_ms, objects = excluded.objects,
+                   persons = excluded.persons, vehicles = excluded.vehicles,
+                   detections = excluded.detections,
+                   deliveries = frame_analyses.deliveries + 1""",
+            (f["camera_id"], f["sequence"], f["capture_ms"], _ts(f["capture_ms"]), f["processed_ms"],
+             len(classes), classes.count("person"), sum(c in VEHICLE_CLASSES for c in classes),
+             json.dumps(detections, separators=(",", ":"))))
+
+    def upsert_sighting(self, s: dict) -> None:
+        self.execute(
+            """INSERT INTO sightings (sighting_id, subject_id, kind, camera_id, time_ms, sighting_time,
+                   score, track_id, alert_id, plate) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (sighting_id) DO UPDATE SET score = excluded.score,
+                   alert_id = excluded.alert_id""",
+            (s["sighting_id"], s["subject_id"], s["kind"], s["camera_id"], s["time_ms"],
+             _ts(s["time_ms"]), s["score"], s.get("track_id"), s.get("alert_id"), s.get("plate")))
+
+    def upsert_face_embedding(self, f: dict) -> None:
+        """A face read (FaceEmbedding); the embedding as float32 little-endian bytes. A face
+        once matched stays matched when delivered again."""
+        from camflow.schemas.codec import SchemaError
+        from camflow.transforms.watchlist import DIM, embedding_bytes
+        if len(f["embedding"]) != DIM:
+            raise SchemaError("malformed_record", f"face {f['face_id']}: embedding of "
+                              f"{len(f['embedding'])} floats, expected {DIM}")
+        self.execute(
+            """INSERT INTO face_embeddings (face_id, camera_id, time_ms, capture_time, sequence,
+                   track_id, x1, y1, x2, y2, embedding, matched_subject)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (face_id) DO UPDATE SET
+                   matched_subject = COALESCE(excluded.matched_subject,
+                                              face_embeddings.matched_subject)""",
+            (f["face_id"], f["camera_id"], f["time_ms"], _ts(f["time_ms"]), f["sequence"],
+             f.get("track_id"), f["x1"], f["y1"], f["x2"], f["y2"],
+             embedding_bytes(f["embedding"]), f.get("matched_subject")))
+
+    def delete_expired_embeddings(self, retention_days: float, now_ms: int | None = None) -> int:
+        """Delete the embeddings of UNMATCHED faces captured more than ``retention_days`` ago
+        (personal data); matched faces are kept. Commits; returns the rows deleted."""
+        now_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
+        cutoff = now_ms - int(retention_days * 86_400_000)
+        cur = self.execute("DELETE FROM face_embeddings WHERE matched_subject IS NULL "
+                           "AND time_ms < %s", (cutoff,))
+        deleted = cur.rowcount
+        self.commit()
+        return max(int(deleted), 0)
+
+    def face_embeddings_since(self, since_ms: int, batch: int = 10_000):
+        """Batches of (face_id, camera_id, time_ms, track_id, matched_subject, embedding
+        bytes) of the faces captured at or after ``since_ms``."""
+        sql = self._sql("SELECT face_id, camera_id, time_ms, track_id, matched_subject, embedding "
+                        "FROM face_embeddings WHERE time_ms >= %s")
+        # PostgreSQL: a server-side cursor, so that a large store is not read at once.
+        cur = (self.conn.cursor(name="face_search") if self.kind == "postgresql"
+               else self.conn.cursor())
+        cur.execute(sql, (int(since_ms),))
+        try:
+            while rows := cur.fetchmany(batch):
+                yield rows
+        finally:
+            cur.close()
+
+    def count_face_embeddings(self, since_ms: int) -> int:
+        return self.query("SELECT COUNT(*) FROM face_embeddings WHERE time_ms >= %s",
+                          (int(since_ms),))[0][0]
+
+    def insert_watchlist_change(self, w: dict) -> None:
+        """The audit trail of the watchlist: who changed what, when (no embeddings kept)."""
+        self.execute(
+            """INSERT INTO watchlist_audit (kind, subject_id, time_ms, change_time, changed_by, removed,
+                   name, category, reason, photos) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (kind, subject_id, time_ms) DO NOTHING""",
+            (w["kind"], w["id"], w["time_ms"], _ts(w["time_ms"]), w["added_by"], w["removed"],
+             w.get("name"), w["category"], w.get("reason"), len(w.get("embeddings") or [])))
+
+    def subject_path(self, subject_id: str) -> list[tuple]:
+        return self.query("SELECT sighting_time, camera_id, score, track_id, alert_id "
+                          "FROM subject_paths WHERE subject_id = %s ORDER BY time_ms", (subject_id,))
+
+    def reject(self, topic: str, partition: int, offset: int, reason: str, payload: bytes | None) -> None:
+        self.execute(
+            """INSERT INTO sink_rejects (topic, kafka_partition, kafka_offset, reason, payload)
+               VALUES (%s, %s, %s, %s, %s) ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING""",
+            (topic, partition, offset, reason, payload))
+
+    def counts(self) -> dict[str, int]:
+        return {t: self.query(f"SELECT COUNT(*) FROM {t}")[0][0]
+                for t in ("alerts", "aggregates", "frame_analyses", "sightings", "sink_rejects")}
