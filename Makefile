@@ -23,6 +23,7 @@ demo: models
 
 test: models
 	bash infra/postgres.sh
+	bash infra/mosquitto.sh
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 unit: setup
@@ -33,6 +34,7 @@ unit: setup
 up: setup
 	$(PY) -m camflow.infra.broker start
 	bash infra/postgres.sh
+	bash infra/mosquitto.sh
 	$(PY) -m camflow.infra.flink up
 
 down:
@@ -51,6 +53,14 @@ chaos: models
 
 soak: models
 	$(PY) -m bench.soak $(SOAK_ARGS)
+
+# Hostile frames and records through admit + analyse (bench/fuzz.py): one JSON line
+# {inputs, dead_letters, escaped, max_ms, p99_ms, ...}; fails on an escape, an accepted hostile
+# input or an input over the CPU budget. A short run is tests/unit/test_hardening_fuzz.py.
+.PHONY: fuzz
+FUZZ_ARGS ?= --inputs 10000
+fuzz: setup
+	$(PY) -m bench.fuzz $(FUZZ_ARGS)
 
 # Default: the fastest measured setup (bench/island.yaml; 2 TaskManagers on the local cluster).
 BENCH_SETUP ?= --config bench/island.yaml --cluster --parallelism 2

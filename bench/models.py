@@ -135,15 +135,15 @@ def bench_detector(name: str, iters: int, warmup: int, threads_list) -> dict:
 def bench_centerface(iters: int, warmup: int, threads_list) -> dict:
     import cv2
 
-    from camflow.models import registry
-    from camflow.transforms.faces import DETECTOR_MODEL, FaceDetector
+    from camflow.core import perception
+    from camflow.core.perception import FACE_DETECTOR_MODEL as DETECTOR_MODEL
 
     _verified(DETECTOR_MODEL)
     frame = cv2.resize(_image(FACE_FRAME), (1280, 720), interpolation=cv2.INTER_AREA)
     result = {"case": "centerface", "model": DETECTOR_MODEL, "unit": "frame",
               "input": f"{FACE_FRAME.name} resized to 1280x720", "threads": {}}
     for t in threads_list:
-        det = FaceDetector(registry.model_path(DETECTOR_MODEL), threads=t)
+        det = perception.face_detector(threads=t)
         row: dict = {"faces": len(det.detect(frame))}
         if det._sess is not None:
             blob = np.zeros((1, 3, 736, 1280), np.float32)
@@ -156,15 +156,17 @@ def bench_centerface(iters: int, warmup: int, threads_list) -> dict:
 
 
 def bench_dlib(iters: int, warmup: int) -> dict:
-    from camflow.transforms.faces import (EMBEDDING_MODEL, LANDMARK_MODEL, FaceDetector,
-                                          FaceEmbedder, largest)
+    from camflow.core import perception
+    from camflow.core.perception import FACE_EMBEDDING_MODEL as EMBEDDING_MODEL
+    from camflow.core.perception import FACE_LANDMARK_MODEL as LANDMARK_MODEL
+    from camflow.transforms.faces import largest
 
     _verified(EMBEDDING_MODEL, LANDMARK_MODEL)
     image = _image(FACE_PHOTO)
-    face = largest(FaceDetector(threads=1).detect(image))
+    face = largest(perception.face_detector(threads=1).detect(image))
     if not len(face):
         raise Skip(f"no face found in {FACE_PHOTO.name}")
-    emb = FaceEmbedder()
+    emb = perception.face_embedder()
     box = face.xyxy[0]
     result = {"case": "dlib", "model": f"{LANDMARK_MODEL}+{EMBEDDING_MODEL}", "unit": "face",
               "input": f"{FACE_PHOTO.name}, face {int(box[2] - box[0])}x{int(box[3] - box[1])} px",

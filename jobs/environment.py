@@ -135,11 +135,6 @@ def child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in LOOPBACK_VARIABLES}
 
 
-def child_env() -> dict[str, str]:
-    """``os.environ`` for a child process that may start its own PyFlink client."""
-    return {k: v for k, v in os.environ.items() if k not in LOOPBACK_VARIABLES}
-
-
 def job_environment(job, parallelism: int | None = None, restore_from: str | None = None):
     """The environment for the camflow job as ``job`` (``camflow.config.Job``) sets it."""
     options = {"python.fn-execution.bundle.time": str(job.python_bundle_ms),

@@ -6,8 +6,6 @@ that it survives checkpoints and restores. The work itself lives in ``transforms
 from __future__ import annotations
 
 import time
-from typing import Iterable
-
 from pyflink.common import Types
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import (KeyedProcessFunction, MapFunction, OutputTag, ProcessFunction,

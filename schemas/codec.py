@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import struct
 from datetime import datetime
 from functools import lru_cache
@@ -63,6 +64,14 @@ class SchemaRegistryUnavailable(RuntimeError):
 # Schema ids the registry said it does not know, remembered (bounded) so that a flood of
 # records with made-up ids does not become a flood of registry requests.
 _MAX_UNKNOWN_IDS = 1024
+
+
+# A registry URL may carry credentials (https://user:password@registry): never in a message.
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^\s/'\"<>]{1,512}@")
+
+
+def _safe(exc: Exception) -> str:
+    return _URL_CREDENTIALS.sub(r"\1***@", f"{type(exc).__name__}: {exc}")[:500]
 
 
 def _registry_says_unknown(exc: Exception) -> bool:
@@ -192,14 +201,14 @@ class AvroCodec:
                 registered = self._registry().get_schema(schema_id)
             except Exception as exc:  # noqa: BLE001 -- sorted: unknown id, or no answer
                 if _registry_says_unknown(exc):
-                    self._unknown(schema_id, f"schema id {schema_id}: {exc}")
+                    self._unknown(schema_id, f"schema id {schema_id}: {_safe(exc)}")
                 raise SchemaRegistryUnavailable(
                     f"schema registry did not answer for schema id {schema_id}: "
-                    f"{type(exc).__name__}: {exc}") from exc
+                    f"{_safe(exc)}") from None
             try:
                 writer = parse_schema(json.loads(registered.schema_str))
             except Exception as exc:  # noqa: BLE001 -- a registered schema that is not Avro
-                self._unknown(schema_id, f"schema id {schema_id} is no Avro schema: {exc}")
+                self._unknown(schema_id, f"schema id {schema_id} is no Avro schema: {_safe(exc)}")
             if not isinstance(writer, dict) or writer.get("name") != self.schema.get("name"):
                 name = writer.get("name") if isinstance(writer, dict) else type(writer).__name__
                 self._unknown(schema_id, f"schema id {schema_id} is {name}, not "

@@ -91,23 +91,6 @@ class WindowCounts:
         }
 
     @staticmethod
-    def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-        sums = _add_counts(a["sum_by_class"], b["sum_by_class"])
-        maxima = dict(a["max_by_class"])
-        for name, peak in b["max_by_class"].items():
-            maxima[name] = max(maxima.get(name, 0), peak)
-        tracks = {name: set(ids) for name, ids in a["tracks_by_class"].items()}
-        for name, ids in b["tracks_by_class"].items():
-            tracks[name] = tracks.get(name, set()) | ids
-        return {
-            "frames": a["frames"] + b["frames"],
-            "sum_by_class": sums,
-            "max_by_class": maxima,
-            "tracks_by_class": tracks,
-            "line_crossings": _add_counts(a.get("line_crossings", {}), b.get("line_crossings", {})),
-        }
-
-    @staticmethod
     def result(
         acc: dict[str, Any], camera_id: str, window_start_ms: int, window_end_ms: int
     ) -> dict[str, Any]:

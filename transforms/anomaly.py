@@ -51,24 +51,28 @@ class AnomalyConfig(BaseModel):
 
     # Which window value a metric reads: per-frame mean (steady), per-frame max, or distinct
     # tracks (counts arrivals, not occupancy).
-    statistic: Literal["mean", "max", "unique_tracks"] = "mean"
-    utc_offset_minutes: int = Field(420, ge=-720, le=840)
+    statistic: Literal["mean", "max", "unique_tracks"] = Field("mean", description=(
+        "which window value a metric reads: per-frame mean, per-frame max, or distinct tracks"))
+    utc_offset_minutes: int = Field(420, ge=-720, le=840, description=(
+        "local time of the cameras, for the hour-of-week baseline slots (420: UTC+7, Vietnam)"))
     warmup_windows: int = Field(10, ge=1, description="windows a slot must learn before scoring")
     alpha: float = Field(0.02, gt=0, le=1, description="minimum learning rate (memory ~1/alpha windows)")
-    winsor_z: float = Field(3.0, gt=0)
+    winsor_z: float = Field(3.0, gt=0, description="values beyond this z are clipped before learning")
     min_spread: float = Field(1.0, gt=0, description="spread floor, in objects")
     consecutive: int = Field(3, ge=1, description="windows in a row before an alert (K)")
     clear_windows: int = Field(2, ge=1, description="windows without the condition that end an episode")
-    surge_z: float = Field(4.0, gt=0)
-    absence_z: float = Field(3.0, gt=0)
+    surge_z: float = Field(4.0, gt=0, description="z of persons that counts as a crowd surge")
+    absence_z: float = Field(3.0, gt=0, description="negative z that counts as an unusual absence")
     # "Normally busy": unusual_absence only where the slot's mean is at least this.
-    busy_min: float = Field(3.0, ge=0)
-    jam_z: float = Field(3.0, gt=0)
+    busy_min: float = Field(3.0, ge=0, description=(
+        "unusual_absence only where the slot's mean is at least this (normally busy)"))
+    jam_z: float = Field(3.0, gt=0, description="z of vehicles that counts as a traffic jam")
     # With a vehicle speed in the window (box heights/s), a jam also needs it below this.
-    jam_max_speed: float = Field(0.3, ge=0)
-    severity_surge: Literal["info", "warning", "critical"] = WARNING
-    severity_absence: Literal["info", "warning", "critical"] = INFO
-    severity_jam: Literal["info", "warning", "critical"] = WARNING
+    jam_max_speed: float = Field(0.3, ge=0, description=(
+        "a jam also needs vehicles this slow (box heights per second) or no speed known"))
+    severity_surge: Literal["info", "warning", "critical"] = Field(WARNING, description="crowd_surge alerts")
+    severity_absence: Literal["info", "warning", "critical"] = Field(INFO, description="unusual_absence alerts")
+    severity_jam: Literal["info", "warning", "critical"] = Field(WARNING, description="traffic_jam alerts")
 
 
 class AnomalyStep(NamedTuple):
@@ -244,8 +248,8 @@ class LivenessConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     offline_after_ms: int = Field(120_000, ge=1_000, description="silence that makes a camera offline")
-    severity_offline: Literal["info", "warning", "critical"] = WARNING
-    severity_recovered: Literal["info", "warning", "critical"] = INFO
+    severity_offline: Literal["info", "warning", "critical"] = Field(WARNING, description="camera_offline alerts")
+    severity_recovered: Literal["info", "warning", "critical"] = Field(INFO, description="camera_recovered alerts")
 
 
 class LivenessStep(NamedTuple):

@@ -1,9 +1,12 @@
 """Track-based behaviour rules for one camera, fed one tracked frame at a time.
 
-``SceneBehaviour(scene).step(state, analysis, event_time_ms) -> BehaviourStep(state, alerts,
-extra)`` is a pure function: ``state`` is a plain dict of ints, floats, strings, tuples, lists
-and dicts (see ``new_state``) that pickles into Flink keyed state (one per camera) without
-depending on this module's import path, and the input state is never modified.
+``SceneBehaviour(scene, pose=None).step(state, analysis, event_time_ms=None, pose=None) ->
+BehaviourStep(state, alerts, extra)`` is a pure function of its inputs: ``state`` is a plain dict
+of ints, floats, strings, tuples, lists and dicts (see ``new_state``) that pickles into Flink
+keyed state (one per camera) without depending on this module's import path, and the input
+state is never modified. ``pose`` (optional) is the fall rule's person-down look-up
+(``transforms.pose.PersonDown``): ``pose(image, box, search=False) -> Posture | None``, called
+on ``analysis.image`` (the decoded frame) only for tracks that need it (see falls below).
 
 Rules (alert ``type`` in brackets):
 
@@ -19,19 +22,39 @@ Geometry: an object's *ground point* is its box's bottom-centre, normalised by t
 width and height, the same coordinates as the scene. Speeds are in *box heights per second*, so
 a person walking far from the camera and one walking close to it move at the same speed.
 
-One alert per episode: each rule remembers, in the state, that it fired for the current episode
-(a visit to a zone, a fall, a run); the alert id hashes (type, camera, [subject, rule target,
-track], bucket of the episode start), so a replay from a checkpoint, or from scratch, gives the
-same id and the upserting sink keeps one alert.
+One alert per episode: every rule is "a condition held for N ms fires once, and re-arms when the
+condition clears", written once in ``persist``; its record (``{"since", "last", "fired"}``)
+lives in the state. The alert id hashes (type, camera, [subject, rule target, track], bucket of
+the episode start), so a replay from a checkpoint, or from scratch, gives the same id and the
+upserting sink keeps one alert.
+
+Falls: a person seen standing (box height/width >= ``upright_ratio``) goes down within
+``upright_within_ms`` and stays down (not standing again) for ``min_down_ms``. "Down" is
+confirmed by, in this order: the pose (``lying``: torso near horizontal, legs not under it);
+without a pose verdict, the box (height/width <= ``lying_ratio``, box not cut by the frame's
+bottom edge) or a *collapse* (the box's top fell by ``COLLAPSE_DROP`` of the standing height
+and its shape went below the middle of the two ratios, while its bottom stayed). A pose that
+sees the person sitting, crouching or bending (``other``) confirms nothing, so sitting down,
+bending and lying down slowly (down only after ``upright_within_ms``) never fire. The detector
+often misses a person on the floor: a track lost within ``upright_within_ms`` of standing is
+*searched* for with the pose in the area around where it stood, and a lying person found
+there continues its episode. Pose runs only for such tracks (box changed shape or dropped, or
+track lost), at most once per ``POSE_EVERY_MS`` per track; without ``pose`` or an image, only
+the box confirms (the rule as it was).
 
 Only confirmed tracks (``tracker_id >= 0``) take part: unconfirmed rows are mostly noise.
 Frames older than the last processed one (out of order) are ignored by the rules.
+
+State versions: 2 (this layout); a version-1 state (savepoints from before ``persist``) is
+upgraded on the first step (``upgrade_state``): zone visits, crowd, running, dispersal and
+littering records keep their clocks and fired flags; an open fall episode keeps its start and
+fired flag and counts as confirmed (version 1 only opened it for a box lying after upright).
 """
 from __future__ import annotations
 
 import json
 import math
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import shapely
@@ -41,7 +64,7 @@ from .alerts import alert_id, time_bucket
 from .detections import FrameAnalysis
 from .scene import CountingLine, Scene, Zone
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 # Samples of position history kept per track; with the time bound below this is what makes
 # per-track state O(1) whatever the frame rate.
 MAX_HISTORY = 64
@@ -50,6 +73,22 @@ ATTRIBUTION_MS = 3_000
 MAX_OWNERS = 4
 OWNER_NEAR_HEIGHTS = 1.0  # ground points within one person height: "with" the object
 OWNER_GONE_HEIGHTS = 2.0  # further than two heights (or unseen): "gone"
+# Falls (see the module docstring). A collapse: the box's top fell by this fraction of the
+# standing box's height, its bottom rose by less than COLLAPSE_RISE of it (not walking away),
+# and its height/width went below the middle of upright_ratio and lying_ratio.
+COLLAPSE_DROP = 0.2
+COLLAPSE_RISE = 0.25
+# At most one pose call per track per this much event time (so the cost per track does not
+# grow with the frame rate; at 2 frames/s, whose intervals vary by a few ms, every frame).
+POSE_EVERY_MS = 400
+# Where a lost person is searched for, around the ground point where they were last seen, in
+# heights of their standing box: a person who falls lies within about one height of their feet.
+SEARCH_SIDE, SEARCH_ABOVE, SEARCH_BELOW = 1.1, 1.0, 0.5
+# A box whose bottom is this close (pixels) to the frame's bottom edge is cut off: its shape
+# says nothing about lying.
+EDGE_PX = 2
+
+PersonDown = Callable[..., Any]  # (image, box, search=False) -> Posture | None
 
 
 class BehaviourStep(NamedTuple):
@@ -58,8 +97,45 @@ class BehaviourStep(NamedTuple):
     # {"crossings": [{line_id, track_id, class, direction, time_ms}],
     #  "line_counts": {line_id: {"a_to_b": {class: n}, "b_to_a": {class: n}}},  (this frame)
     #  "zone_counts": {zone_id: objects of the zone's classes inside this frame},
-    #  "tracks": confirmed tracks in this frame, "late": frame ignored as out of order}
+    #  "tracks": confirmed tracks in this frame, "late": frame ignored as out of order,
+    #  "pose_calls": person-down look-ups made for this frame}
     extra: dict[str, Any]
+
+
+def persist(record: dict[str, Any] | None, holds: bool | None, now: int, hold_ms: int | None,
+            *, grace_ms: int = 0, start: int | None = None, ready: bool = True
+            ) -> tuple[dict[str, Any] | None, bool]:
+    """One step of "a condition held for ``hold_ms`` fires once; it re-arms when it clears".
+
+    ``record`` is None (not holding) or ``{"since": ms, "last": ms, "fired": bool}``: when the
+    condition started holding, when it last held, whether this episode fired. ``holds``: True
+    or False at ``now``; None (not observed) changes nothing. A False within ``grace_ms`` of
+    the last True keeps the episode (a box jittering across a zone edge); later, it clears.
+    ``start``: when the episode's clock started, if the caller knows better than ``since``
+    (e.g. since when a car in a zone stands still). ``ready``: the episode may fire (e.g. a
+    fall is confirmed); ``hold_ms`` None: it never fires (the record only keeps time).
+
+    Returns ``(record, fire)``; the input record is never modified (plain dicts only, so it
+    pickles into keyed state)."""
+    if holds is None:
+        return record, False
+    if not holds:
+        if record is not None and now - record["last"] <= grace_ms:
+            return record, False
+        return None, False
+    new = dict(record) if record is not None else {"since": now, "last": now, "fired": False}
+    new["last"] = now
+    began = new["since"] if start is None else start
+    fire = (ready and hold_ms is not None and not new["fired"] and now - began >= hold_ms)
+    if fire:
+        new["fired"] = True
+    return new, fire
+
+
+def _new_fall() -> dict[str, Any]:
+    return {"up_ms": None, "up_box": None, "up_ratio": None, "left_ms": None, "episode": None,
+            "confirmed": None, "pose_ms": None, "posture": None, "found": None,
+            "searched": False}
 
 
 def new_state() -> dict[str, Any]:
@@ -70,27 +146,70 @@ def new_state() -> dict[str, Any]:
         {"class": str, "first_ms": int, "last_ms": int,
          "history": [(t_ms, gx, gy, w, h), ...],  # normalised ground point and box size
          "anchor": (gx, gy), "still_since": int,  # where/since when it stands still
-         "zones": {zone_id: {"since": int, "last_inside": int, "fired": bool}},
+         "zones": {zone_id: record},               # a visit: persist record (since = entered)
          "sides": {line_id: (side, gx, gy)},        # last confirmed side (-1 A, +1 B) and point
-         "fall": {"upright_ms", "upright_ratio", "down_since", "fired"},
-         "run": {"since", "fired"},
-         "owners": [track_id], "owner_near_ms": int | None, "litter_fired": bool}
+         "fall": {"up_ms", "up_box", "up_ratio",    # last seen standing: time, box (x1, y1, x2,
+                                                    #   y2 normalised), height/width
+                  "left_ms",                        # first frame after that, not standing
+                  "episode": record | None,         # down since the fall
+                  "confirmed": None | {"by": "pose" | "box" | "collapse", "ms": int, ...},
+                  "pose_ms", "posture",             # last pose call and its verdict
+                  "found",                          # where a lost person was found lying
+                  "searched"},                      # lost, and a search found someone standing
+         "run": record | None,
+         "owners": [track_id], "owner_near_ms": int | None, "litter": record | None}
 
-    ``zones``: {zone_id: {"over_since": int | None, "fired": bool}} for crowd zones;
-    ``dispersal``: {"active": bool, "last_true_ms": int | None}.
+    ``zones``: {zone_id: record} for crowd zones; ``dispersal``: record | None.
     """
     return {"version": STATE_VERSION, "last_ms": None, "tracks": {}, "zones": {},
-            "dispersal": {"active": False, "last_true_ms": None}}
+            "dispersal": None}
+
+
+def _v1_record(since: int | None, last: int | None, fired: bool) -> dict[str, Any] | None:
+    return None if since is None else {"since": since, "last": last if last is not None else since,
+                                       "fired": bool(fired)}
+
+
+def upgrade_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 state (before ``persist``) in this version's layout (a copy); others as
+    they are. Clocks and fired flags carry over (see the module docstring)."""
+    if state.get("version", 1) != 1:
+        return state
+    tracks = {}
+    for tid, old in state["tracks"].items():
+        track = {k: v for k, v in old.items() if k not in ("fall", "run", "litter_fired")}
+        track["zones"] = {z: _v1_record(v["since"], v["last_inside"], v["fired"])
+                          for z, v in old["zones"].items()}
+        fall, f = _new_fall(), old["fall"]
+        fall["up_ms"], fall["up_ratio"] = f["upright_ms"], f["upright_ratio"]
+        if f["down_since"] is not None:
+            fall["left_ms"] = f["down_since"]
+            fall["episode"] = _v1_record(f["down_since"], old["last_ms"], f["fired"])
+            fall["confirmed"] = {"by": "box", "ms": f["down_since"]}
+        track["fall"] = fall
+        track["run"] = _v1_record(old["run"]["since"], old["last_ms"], old["run"]["fired"])
+        # A v1 object that fired its littering alert keeps it fired: the record holds.
+        track["litter"] = ({"since": old["last_ms"], "last": old["last_ms"], "fired": True}
+                           if old.get("litter_fired") else None)
+        tracks[tid] = track
+    zones = {z: _v1_record(v["over_since"], state["last_ms"], v["fired"])
+             for z, v in state["zones"].items()}
+    zones = {z: v for z, v in zones.items() if v is not None}
+    d = state["dispersal"]
+    dispersal = ({"since": d["last_true_ms"], "last": d["last_true_ms"], "fired": True}
+                 if d["active"] and d["last_true_ms"] is not None else None)
+    return {"version": STATE_VERSION, "last_ms": state["last_ms"], "tracks": tracks,
+            "zones": zones, "dispersal": dispersal}
 
 
 def _copy_track(track: dict[str, Any]) -> dict[str, Any]:
-    """A copy whose mutable parts are ours to change (tuples inside are immutable)."""
+    """A copy whose mutable parts are ours to change. Records inside (persist's dicts) and
+    tuples are replaced, never changed in place, so they are shared."""
     copy = dict(track)
     copy["history"] = list(track["history"])
-    copy["zones"] = {k: dict(v) for k, v in track["zones"].items()}
+    copy["zones"] = dict(track["zones"])
     copy["sides"] = dict(track["sides"])
     copy["fall"] = dict(track["fall"])
-    copy["run"] = dict(track["run"])
     copy["owners"] = list(track["owners"])
     return copy
 
@@ -98,9 +217,18 @@ def _copy_track(track: dict[str, Any]) -> dict[str, Any]:
 def _new_track(cls: str, now: int, gx: float, gy: float) -> dict[str, Any]:
     return {"class": cls, "first_ms": now, "last_ms": now, "history": [],
             "anchor": (gx, gy), "still_since": now, "zones": {}, "sides": {},
-            "fall": {"upright_ms": None, "upright_ratio": None, "down_since": None, "fired": False},
-            "run": {"since": None, "fired": False},
-            "owners": [], "owner_near_ms": None, "litter_fired": False}
+            "fall": _new_fall(), "run": None,
+            "owners": [], "owner_near_ms": None, "litter": None}
+
+
+def _posture_record(posture) -> dict[str, Any] | None:
+    """A pose verdict as plain values for the state and the alert's evidence."""
+    if posture is None:
+        return None
+    return {"verdict": str(posture.verdict),
+            "torso_deg": None if posture.torso_deg is None else round(float(posture.torso_deg), 1),
+            "legs_deg": None if posture.legs_deg is None else round(float(posture.legs_deg), 1),
+            "score": round(float(posture.score), 3)}
 
 
 def _r(value: float) -> float:
@@ -111,15 +239,20 @@ def _r(value: float) -> float:
 def expire(state: dict[str, Any], now_ms: int, ttl_ms: int) -> dict[str, Any]:
     """State without tracks unseen for more than ``ttl_ms`` at ``now_ms`` (for event-time timers
     when a camera goes quiet; ``step`` does the same on every frame)."""
+    state = upgrade_state(state)
     tracks = {tid: t for tid, t in state["tracks"].items() if now_ms - t["last_ms"] <= ttl_ms}
     return {**state, "tracks": tracks}
 
 
 class SceneBehaviour:
-    """All behaviour rules of one camera's ``Scene``; stateless apart from its configuration."""
+    """All behaviour rules of one camera's ``Scene``; stateless apart from its configuration.
 
-    def __init__(self, scene: Scene | None = None) -> None:
+    ``pose``: the fall rule's person-down look-up (see the module docstring), used by every
+    ``step`` that does not pass its own."""
+
+    def __init__(self, scene: Scene | None = None, pose: PersonDown | None = None) -> None:
         self.scene = scene or Scene()
+        self.pose = pose
         self._zones: list[tuple[Zone, Polygon]] = []
         for zone in self.scene.zones:
             shape = zone.shape()
@@ -169,12 +302,14 @@ class SceneBehaviour:
     # --------------------------------------------------------------------------------- step
 
     def step(self, state: dict[str, Any] | None, analysis: FrameAnalysis,
-             event_time_ms: int | None = None) -> BehaviourStep:
+             event_time_ms: int | None = None, pose: PersonDown | None = None) -> BehaviourStep:
+        """One frame through every rule. ``pose``: this step's person-down look-up (default:
+        the one given to the constructor); it looks at ``analysis.image``."""
         scene = self.scene
         now = int(analysis.capture_ms if event_time_ms is None else event_time_ms)
-        state = state or new_state()
+        state = upgrade_state(state) if state else new_state()
         extra: dict[str, Any] = {"crossings": [], "line_counts": {}, "zone_counts": {},
-                                 "tracks": 0, "late": False}
+                                 "tracks": 0, "late": False, "pose_calls": 0}
         if state["last_ms"] is not None and now < state["last_ms"]:
             return BehaviourStep(state, [], {**extra, "late": True})
 
@@ -213,17 +348,22 @@ class SceneBehaviour:
         alerts: list[dict[str, Any]] = []
         speeds = {tid: self._speed(t, now, width, height, scene.running.speed_window_ms)
                   for tid, t in seen.items()}
-        zone_state = {k: dict(v) for k, v in state["zones"].items()}
+        zone_state = dict(state["zones"])
         self._zones_step(camera_id, now, seen, zone_state, alerts, extra)
         self._lines_step(camera_id, now, seen, alerts, extra)
         self._litter_step(camera_id, now, width, height, seen, alerts)
         if scene.fall.enabled:
-            self._fall_step(camera_id, now, seen, width, height, alerts)
+            look = pose if pose is not None else self.pose
+            image = analysis.image if look is not None else None
+            extra["pose_calls"] = self._fall_step(camera_id, now, tracks, seen, width, height,
+                                                  image, look if image is not None else None,
+                                                  alerts)
         if scene.running.enabled:
             self._running_step(camera_id, now, seen, speeds, alerts)
-        dispersal = dict(state["dispersal"])
+        dispersal = state["dispersal"]
         if scene.dispersal.enabled:
-            self._dispersal_step(camera_id, now, seen, speeds, width, height, dispersal, alerts)
+            dispersal = self._dispersal_step(camera_id, now, seen, speeds, width, height,
+                                             dispersal, alerts)
 
         new = {"version": STATE_VERSION, "last_ms": now, "tracks": tracks, "zones": zone_state,
                "dispersal": dispersal}
@@ -246,66 +386,69 @@ class SceneBehaviour:
             for (tid, track), is_in in zip(members, inside):
                 visits = track["zones"]
                 visit = visits.get(zone.id)
+                # A visit is a persist record: since = entered, last = last inside; leaving
+                # for longer than exit_grace_ms ends it (and re-arms its alert).
+                start, hold = None, None
+                if zone.kind == "restricted":
+                    hold = zone.min_inside_ms
+                elif zone.kind == "loiter":
+                    hold = zone.max_dwell_ms
+                elif zone.kind == "no_parking":
+                    hold = zone.max_stopped_ms
+                    start = max(visit["since"] if visit is not None else now, track["still_since"])
+                visit, fire = persist(visit, bool(is_in), now, hold, grace_ms=grace, start=start)
+                if visit is None:
+                    visits.pop(zone.id, None)
+                    continue
+                visits[zone.id] = visit
                 if is_in:
-                    if visit is None:
-                        visit = visits[zone.id] = {"since": now, "last_inside": now, "fired": False}
-                    visit["last_inside"] = now
                     inside_now.append((tid, track, visit))
-                elif visit is not None and now - visit["last_inside"] > grace:
-                    del visits[zone.id]
+                if fire:
+                    self._zone_alert(camera_id, now, zone, tid, track, visit, start, alerts)
             extra["zone_counts"][zone.id] = len(inside_now)
             if zone.kind == "crowd":
                 self._zone_crowd(camera_id, now, zone, inside_now, zone_state, alerts)
-                continue
-            for tid, track, visit in inside_now:
-                if visit["fired"]:
-                    continue
-                dwell = now - visit["since"]
-                if zone.kind == "restricted" and dwell >= zone.min_inside_ms:
-                    alert_type, threshold, measured, started = (
-                        "intrusion", zone.min_inside_ms, dwell, visit["since"])
-                    evidence = {"inside_ms": dwell, "min_inside_ms": zone.min_inside_ms}
-                elif zone.kind == "loiter" and dwell >= zone.max_dwell_ms:
-                    alert_type, threshold, measured, started = (
-                        "loitering", zone.max_dwell_ms, dwell, visit["since"])
-                    evidence = {"dwell_ms": dwell, "max_dwell_ms": zone.max_dwell_ms}
-                elif zone.kind == "no_parking":
-                    stopped_since = max(visit["since"], track["still_since"])
-                    stopped = now - stopped_since
-                    if stopped < zone.max_stopped_ms:
-                        continue
-                    alert_type, threshold, measured, started = (
-                        "illegal_parking", zone.max_stopped_ms, stopped, stopped_since)
-                    evidence = {"stopped_ms": stopped, "max_stopped_ms": zone.max_stopped_ms,
-                                "still_tolerance": self.scene.still_tolerance}
-                else:
-                    continue
-                visit["fired"] = True
-                evidence.update({"rule": alert_type, "zone_id": zone.id, "zone_kind": zone.kind,
-                                 "track_id": tid, "entered_ms": visit["since"],
-                                 "ground_point": [_r(v) for v in track["history"][-1][1:3]]})
-                alerts.append(self._alert(
-                    alert_type, zone.severity, camera_id, now, track["class"],
-                    measured / threshold if threshold else 1.0, tid, f"zone:{zone.id}", started,
-                    evidence))
+
+    def _zone_alert(self, camera_id, now, zone, tid, track, visit, start, alerts) -> None:
+        dwell = now - visit["since"]
+        if zone.kind == "restricted":
+            alert_type, threshold, measured, started = (
+                "intrusion", zone.min_inside_ms, dwell, visit["since"])
+            evidence = {"inside_ms": dwell, "min_inside_ms": zone.min_inside_ms}
+        elif zone.kind == "loiter":
+            alert_type, threshold, measured, started = (
+                "loitering", zone.max_dwell_ms, dwell, visit["since"])
+            evidence = {"dwell_ms": dwell, "max_dwell_ms": zone.max_dwell_ms}
+        else:  # no_parking
+            stopped = now - start
+            alert_type, threshold, measured, started = (
+                "illegal_parking", zone.max_stopped_ms, stopped, start)
+            evidence = {"stopped_ms": stopped, "max_stopped_ms": zone.max_stopped_ms,
+                        "still_tolerance": self.scene.still_tolerance}
+        evidence.update({"rule": alert_type, "zone_id": zone.id, "zone_kind": zone.kind,
+                         "track_id": tid, "entered_ms": visit["since"],
+                         "ground_point": [_r(v) for v in track["history"][-1][1:3]]})
+        alerts.append(self._alert(
+            alert_type, zone.severity, camera_id, now, track["class"],
+            measured / threshold if threshold else 1.0, tid, f"zone:{zone.id}", started,
+            evidence))
 
     def _zone_crowd(self, camera_id, now, zone, inside_now, zone_state, alerts) -> None:
-        record = zone_state.setdefault(zone.id, {"over_since": None, "fired": False})
         count = len(inside_now)
-        if count <= zone.max_people:
-            record["over_since"], record["fired"] = None, False
+        record, fire = persist(zone_state.get(zone.id), count > zone.max_people, now,
+                               zone.min_over_ms)
+        if record is None:
+            zone_state.pop(zone.id, None)
             return
-        if record["over_since"] is None:
-            record["over_since"] = now
-        over = now - record["over_since"]
-        if record["fired"] or over < zone.min_over_ms:
+        zone_state[zone.id] = record
+        if not fire:
             return
-        record["fired"] = True
         alerts.append(self._alert(
             "zone_crowd", zone.severity, camera_id, now, "person", count / zone.max_people, None,
-            f"zone:{zone.id}", record["over_since"],
+            f"zone:{zone.id}", record["since"],
             {"rule": "zone_crowd", "zone_id": zone.id, "people_inside": count,
-             "max_people": zone.max_people, "over_ms": over, "min_over_ms": zone.min_over_ms,
+             "max_people": zone.max_people, "over_ms": now - record["since"],
+             "min_over_ms": zone.min_over_ms,
              "track_ids": sorted(tid for tid, _, _ in inside_now)}))
 
     # ------------------------------------------------------------------------------- lines
@@ -381,7 +524,7 @@ class SceneBehaviour:
         for zone in hotspots:
             for tid, obj in seen.items():
                 visit = obj["zones"].get(zone.id)
-                if visit is None or visit["last_inside"] != now or obj["litter_fired"]:
+                if visit is None or visit["last"] != now or obj["litter"] is not None:
                     continue
                 if now - obj["first_ms"] <= ATTRIBUTION_MS:
                     for pid, person in sorted(persons.items()):
@@ -396,9 +539,12 @@ class SceneBehaviour:
                     obj["owner_near_ms"] = now
                 static = now - max(obj["still_since"], visit["since"])
                 gone = now - obj["owner_near_ms"]
-                if static < zone.min_static_ms or gone < zone.owner_gone_ms:
+                # Left behind: static and unattended long enough. It fires once per object and
+                # never re-arms (the record stays as long as the object's track).
+                due = static >= zone.min_static_ms and gone >= zone.owner_gone_ms
+                obj["litter"], fire = persist(obj["litter"], True if due else None, now, 0)
+                if not fire:
                     continue
-                obj["litter_fired"] = True
                 alerts.append(self._alert(
                     "littering", zone.severity, camera_id, now, obj["class"],
                     static / zone.min_static_ms, tid, f"zone:{zone.id}", obj["first_ms"],
@@ -410,36 +556,153 @@ class SceneBehaviour:
 
     # -------------------------------------------------------------------------- zone-free
 
-    def _fall_step(self, camera_id, now, seen, width, height, alerts) -> None:
+    def _fall_step(self, camera_id, now, tracks, seen, width, height, image, pose,
+                   alerts) -> int:
+        """Falls (see the module docstring) for every remembered track; ``pose`` is None when
+        there is no look-up or no image. Returns the number of pose calls made."""
         rule = self.scene.fall
-        for tid, track in seen.items():
+        calls = 0
+        for tid in sorted(tracks):
+            track = tracks[tid]
             if track["class"] not in rule.classes:
                 continue
+            if tid in seen:
+                holds, called = self._fall_seen(now, track["fall"], track, width, height,
+                                                image, pose)
+                fall = track["fall"]
+            else:
+                fall = track["fall"]
+                recent = fall["up_ms"] is not None and now - fall["up_ms"] <= rule.upright_within_ms
+                episode = fall["episode"]
+                if pose is None or (episode is not None and episode["fired"]) or not (
+                        recent or (fall["confirmed"] is not None and episode is not None)):
+                    continue
+                if fall["confirmed"] is None and (fall["searched"] or self._left_view(track)):
+                    continue
+                track = tracks[tid] = _copy_track(track)
+                fall = track["fall"]
+                holds, called = self._fall_search(now, fall, track, width, height, image, pose,
+                                                  recent)
+            calls += called
+            fall["episode"], fire = persist(fall["episode"], holds, now, rule.min_down_ms,
+                                            start=fall["left_ms"],
+                                            ready=fall["confirmed"] is not None)
+            if fire:
+                self._fall_alert(camera_id, now, tid, track, fall, tid in seen, width, height,
+                                 alerts)
+        return calls
+
+    def _fall_seen(self, now, fall, track, width, height, image, pose) -> tuple[bool, int]:
+        """A visible track: updates ``fall`` (the track's own copy); returns (down, pose calls)."""
+        rule = self.scene.fall
+        _, gx, gy, bw, bh = track["history"][-1]
+        box = (gx - bw / 2, gy - bh, gx + bw / 2, gy)
+        ratio = (bh * height) / max(bw * width, 1e-6)
+        standing = ratio >= rule.upright_ratio
+        recent = fall["up_ms"] is not None and now - fall["up_ms"] <= rule.upright_within_ms
+        confirm, called = None, 0
+        if not standing and recent and fall["confirmed"] is None:
+            box_lying = ratio <= rule.lying_ratio and gy < 1.0 - EDGE_PX / height
+            dropped = self._dropped(fall["up_box"], box)
+            collapse = dropped and ratio <= (rule.upright_ratio + rule.lying_ratio) / 2
+            if pose is None:
+                confirm = "box" if box_lying else None
+            elif (dropped or ratio <= (rule.upright_ratio + rule.lying_ratio) / 2) and (
+                    fall["pose_ms"] is None or now - fall["pose_ms"] >= POSE_EVERY_MS):
+                pixels = (box[0] * width, box[1] * height, box[2] * width, box[3] * height)
+                posture = pose(image, pixels, search=False)
+                called = 1
+                fall["pose_ms"], fall["posture"] = now, _posture_record(posture)
+                verdict = "unknown" if posture is None else posture.verdict
+                if verdict == "standing":
+                    standing = True
+                elif verdict == "lying":
+                    confirm = "pose"
+                elif verdict == "unknown":  # the pose cannot tell: the box decides
+                    confirm = "box" if box_lying else "collapse" if collapse else None
+        fall["searched"] = False
+        if standing:
+            fall.update(up_ms=now, up_box=box, up_ratio=ratio, left_ms=None, confirmed=None,
+                        found=None)
+            return False, called
+        if fall["left_ms"] is None:
+            fall["left_ms"] = now
+        if confirm is not None:
+            fall["confirmed"] = {"by": confirm, "ms": now}
+        return True, called
+
+    def _fall_search(self, now, fall, track, width, height, image, pose,
+                     recent) -> tuple[bool | None, int]:
+        """A lost track: look for a lying person around where it was. Returns (down or None
+        when nothing was seen, pose calls)."""
+        if fall["left_ms"] is None:
+            fall["left_ms"] = now  # the first frame without it since it stood
+        if fall["pose_ms"] is not None and now - fall["pose_ms"] < POSE_EVERY_MS:
+            # Between look-ups the last one stands.
+            last = fall["posture"]
+            return (True if fall["found"] is not None and last is not None
+                    and last["verdict"] == "lying" else None), 0
+        posture = pose(image, self._search_region(fall, track, width, height), search=True)
+        fall["pose_ms"], fall["posture"] = now, _posture_record(posture)
+        if posture is not None and posture.verdict == "standing":
+            fall["searched"] = True  # someone stands there: no more searches until it is seen
+        if posture is None or posture.verdict != "lying":
+            return None, 1
+        if fall["confirmed"] is None and recent:
+            fall["confirmed"] = {"by": "pose", "ms": now}
+        x1, y1, x2, y2 = (float(v) for v in posture.box)
+        fall["found"] = (x1 / width, y1 / height, x2 / width, y2 / height)
+        track["last_ms"] = now  # found: the track's memory stays as long as it is found
+        return True, 1
+
+    @staticmethod
+    def _left_view(track) -> bool:
+        """Last seen touching the frame's left, right or top edge: most likely it walked out
+        of view (its box cut by the edge), so a search would find nothing."""
+        _, gx, gy, bw, bh = track["history"][-1]
+        edge = 0.005
+        return gx - bw / 2 <= edge or gx + bw / 2 >= 1.0 - edge or gy - bh <= edge
+
+    @staticmethod
+    def _dropped(up_box, box) -> bool:
+        """The box's top fell by COLLAPSE_DROP of the standing box's height while its bottom
+        rose by less than COLLAPSE_RISE of it (rising: walking away from the camera)."""
+        if up_box is None:
+            return False
+        up_h = max(up_box[3] - up_box[1], 1e-6)
+        return (box[1] - up_box[1] >= COLLAPSE_DROP * up_h
+                and up_box[3] - box[3] < COLLAPSE_RISE * up_h)
+
+    @staticmethod
+    def _search_region(fall, track, width, height) -> tuple[float, float, float, float]:
+        """Frame pixels: around the ground point where the track was last seen, sized by its
+        standing height. (The same area every time: a tighter one around the lying person
+        found gives the model too little context.)"""
+        _, gx, gy, _, bh = track["history"][-1]
+        up_h = fall["up_box"][3] - fall["up_box"][1] if fall["up_box"] is not None else bh
+        h = max(up_h, bh) * height
+        x, y = gx * width, gy * height
+        return (x - SEARCH_SIDE * h, y - SEARCH_ABOVE * h, x + SEARCH_SIDE * h, y + SEARCH_BELOW * h)
+
+    def _fall_alert(self, camera_id, now, tid, track, fall, visible, width, height,
+                    alerts) -> None:
+        rule = self.scene.fall
+        down_since = fall["left_ms"]
+        down = now - down_since
+        ratio = None
+        if visible:
             _, _, _, bw, bh = track["history"][-1]
-            ratio = (bh * height) / max(bw * width, 1e-6)
-            fall = track["fall"]
-            if ratio >= rule.upright_ratio:
-                fall.update(upright_ms=now, upright_ratio=ratio, down_since=None, fired=False)
-                continue
-            if ratio > rule.lying_ratio:
-                continue  # bending, sitting, or the box is mid-change: neither up nor down
-            if fall["down_since"] is None:
-                if fall["upright_ms"] is None or now - fall["upright_ms"] > rule.upright_within_ms:
-                    continue  # lying since before we knew it upright: resting, not falling
-                fall["down_since"] = now
-            down = now - fall["down_since"]
-            if fall["fired"] or down < rule.min_down_ms:
-                continue
-            fall["fired"] = True
-            alerts.append(self._alert(
-                "fall", rule.severity, camera_id, now, track["class"],
-                down / rule.min_down_ms if rule.min_down_ms else 1.0, tid, "fall",
-                fall["down_since"],
-                {"rule": "fall", "track_id": tid, "aspect_ratio": _r(ratio),
-                 "upright_aspect_ratio": _r(fall["upright_ratio"]),
-                 "upright_ms": fall["upright_ms"], "down_since_ms": fall["down_since"],
-                 "down_ms": down, "min_down_ms": rule.min_down_ms,
-                 "upright_ratio": rule.upright_ratio, "lying_ratio": rule.lying_ratio}))
+            ratio = _r((bh * height) / max(bw * width, 1e-6))
+        alerts.append(self._alert(
+            "fall", rule.severity, camera_id, now, track["class"],
+            down / rule.min_down_ms if rule.min_down_ms else 1.0, tid, "fall", down_since,
+            {"rule": "fall", "track_id": tid, "aspect_ratio": ratio,
+             "upright_aspect_ratio": None if fall["up_ratio"] is None else _r(fall["up_ratio"]),
+             "upright_ms": fall["up_ms"], "down_since_ms": down_since, "down_ms": down,
+             "min_down_ms": rule.min_down_ms, "upright_within_ms": rule.upright_within_ms,
+             "upright_ratio": rule.upright_ratio, "lying_ratio": rule.lying_ratio,
+             "confirmed_by": fall["confirmed"]["by"], "confirmed_ms": fall["confirmed"]["ms"],
+             "seen": visible, "posture": fall["posture"]}))
 
     def _running_step(self, camera_id, now, seen, speeds, alerts) -> None:
         rule = self.scene.running
@@ -447,16 +710,12 @@ class SceneBehaviour:
             if track["class"] not in rule.classes:
                 continue
             measured = speeds.get(tid)
+            fast = measured is not None and measured[0] >= rule.min_speed
+            track["run"], fire = persist(track["run"], fast, now, rule.min_duration_ms)
+            if not fire:
+                continue
             run = track["run"]
-            if measured is None or measured[0] < rule.min_speed:
-                run["since"], run["fired"] = None, False
-                continue
-            if run["since"] is None:
-                run["since"] = now
             duration = now - run["since"]
-            if run["fired"] or duration < rule.min_duration_ms:
-                continue
-            run["fired"] = True
             alerts.append(self._alert(
                 "running", rule.severity, camera_id, now, track["class"],
                 measured[0] / rule.min_speed, tid, "running", run["since"],
@@ -466,7 +725,7 @@ class SceneBehaviour:
                  "speed_window_ms": rule.speed_window_ms}))
 
     def _dispersal_step(self, camera_id, now, seen, speeds, width, height, dispersal,
-                        alerts) -> None:
+                        alerts) -> dict[str, Any] | None:
         rule = self.scene.dispersal
         moving = {tid: speeds[tid] for tid, t in seen.items()
                   if t["class"] == "person" and speeds.get(tid) is not None}
@@ -481,14 +740,10 @@ class SceneBehaviour:
                     fleeing.append((tid, speed))
         condition = (len(fleeing) >= rule.min_tracks
                      and len(fleeing) >= rule.min_fraction * len(moving))
-        if condition:
-            dispersal["last_true_ms"] = now
-        elif dispersal["active"] and (dispersal["last_true_ms"] is None
-                                      or now - dispersal["last_true_ms"] > rule.rearm_ms):
-            dispersal["active"] = False
-        if not condition or dispersal["active"]:
-            return
-        dispersal["active"] = True
+        # Fires at once; re-arms after rearm_ms without the condition.
+        dispersal, fire = persist(dispersal, condition, now, 0, grace_ms=rule.rearm_ms)
+        if not fire:
+            return dispersal
         alerts.append(self._alert(
             "crowd_dispersal", rule.severity, camera_id, now, "person",
             len(fleeing) / rule.min_tracks, None, "dispersal", now,
@@ -497,3 +752,4 @@ class SceneBehaviour:
              "min_fraction": rule.min_fraction, "min_speed": rule.min_speed,
              "track_ids": sorted(t for t, _ in fleeing),
              "median_speed_heights_per_s": _r(float(np.median([s for _, s in fleeing])))}))
+        return dispersal

@@ -265,11 +265,3 @@ class ObjectDetector:
         raw = self.session.run([self.output_name], {self.input_name: x[None]})[0]
         return self._finish(raw[0:1], tr)
 
-    def detect_batch(self, images_bgr: Sequence[np.ndarray]) -> list[Detections]:
-        """Detections per image; one ``run`` call when the model has a dynamic batch dim."""
-        if not self.dynamic_batch or len(images_bgr) <= 1:
-            return [self(img) for img in images_bgr]
-        prepped = [preprocess(img, self.input) for img in images_bgr]
-        batch = np.stack([x for x, _ in prepped])
-        raw = self.session.run([self.output_name], {self.input_name: batch})[0]
-        return [self._finish(raw[i:i + 1], tr) for i, (_, tr) in enumerate(prepped)]

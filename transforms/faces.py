@@ -31,10 +31,6 @@ _CF_INPUT = "input.1"
 _CF_OUTPUTS = ["537", "538", "539", "540"]  # heatmap, scale, offset, landmarks
 
 
-# Manifest names (models/manifest.yaml); files come from the registry, verified.
-DETECTOR_MODEL = "centerface"
-LANDMARK_MODEL = "dlib-shape5"
-EMBEDDING_MODEL = "dlib-face-resnet"
 
 
 def _ort_session(model_path, threads: int = 0, providers=None):
@@ -271,10 +267,3 @@ def largest(faces: Detections) -> Detections:
     return faces[[int(np.argmax(faces.area))]]
 
 
-def detect_faces(det: "FaceDetector", image: np.ndarray,
-                 person_detections: Detections | None = None) -> Detections:
-    """Faces in a frame; with person detections, also searched in upscaled person crops."""
-    faces = det.detect(image)
-    if person_detections is not None and len(person_detections):
-        faces = _merge_faces([faces, det.detect_in_persons(image, person_detections)], det.nms_iou)
-    return faces

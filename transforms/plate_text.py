@@ -159,7 +159,8 @@ class PlateText:
     raw: str = ""           # the OCR text it came from
     box: object | None = field(default=None, repr=False)  # [4, 2] corners in the image
     char_conf: tuple[float, ...] = ()   # per character of ``text``, 0..1
-    support: int = 1        # reads behind it (a fused track result: how many agreed)
+    support: int = 1        # a fused track result: how many reads equal it
+    evidence: int = -1      # a fused track result: index of the read chosen as evidence
 
     @property
     def vehicle_type(self) -> str:
@@ -184,7 +185,8 @@ def _fit_char(ch: CharRead, want: str) -> tuple[str, float, float, bool] | None:
 
     A repair takes the confusion table's partner of the right class, or -- when the recogniser
     gave its probabilities of other characters here -- its most probable character of the
-    right class, whichever is cheaper (cost 0.25 x log(p(read) / p(other)), at least 0.1)."""
+    right class, whichever is cheaper (cost 0.25 x log(p(read) / p(other)), at least 0.1; its
+    confidence: its probability among the characters of that class)."""
     c = ch.char
     legal = str.isdigit if want == "D" else SERIES_LETTERS.__contains__
     if legal(c):
@@ -195,12 +197,14 @@ def _fit_char(ch: CharRead, want: str) -> tuple[str, float, float, bool] | None:
         cost = confusion_cost(c, table)
         cost = 1.0 if cost is None else cost
         options[table] = (cost, ch.conf * math.exp(-_CONF_DECAY * cost))
-    for o, p in (ch.alts or {}).items():
-        if legal(o) and p >= 1e-3:
-            cost = max(0.1, 0.25 * math.log(max(ch.conf, p) / p))
-            prev = options.get(o)
-            if prev is None or cost < prev[0]:
-                options[o] = (cost, max(p, prev[1]) if prev else p)
+    legal_alts = {o: p for o, p in (ch.alts or {}).items() if legal(o) and p >= 1e-3}
+    mass = sum(legal_alts.values())
+    for o, p in legal_alts.items():
+        cost = max(0.1, 0.25 * math.log(max(ch.conf, p) / p))
+        prev = options.get(o)
+        if prev is None or cost < prev[0]:
+            # confidence: the model's probability of it among the characters allowed here
+            options[o] = (cost, p / mass)
     if not options:
         return None
     o, (cost, conf) = min(options.items(), key=lambda kv: kv[1][0])

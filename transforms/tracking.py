@@ -67,7 +67,6 @@ MAX_HISTORY = 16
 # Crops smaller than this many pixels on a side give no usable histogram.
 MIN_CROP_PX = 4
 BIG = 1e6
-VARIANT: dict = {}
 
 
 class TrackerConfig(BaseModel):
@@ -88,11 +87,14 @@ class TrackerConfig(BaseModel):
         "span of a track's recent detections its velocity is measured over (longer: smoother)"))
     gate_radius: float = Field(0.6, gt=0, le=10, description=(
         "farthest a detection's ground point may lie from the track's prediction, in box heights"))
-    gate_growth: float = Field(1.0, ge=0, le=10, description=(
+    gate_growth: float = Field(0.5, ge=0, le=10, description=(
         "how much that gate widens per second since the track was last seen, in box heights"))
-    max_height_ratio: float = Field(1.6, gt=1, le=10, description=(
+    new_track_speed: float = Field(1.5, ge=0, le=10, description=(
+        "the gate's growth per second for a track seen only once (no velocity yet), in box "
+        "heights: a brisk walk is about 1"))
+    max_height_ratio: float = Field(2.0, gt=1, le=10, description=(
         "largest ratio between a track's and a detection's box heights that may still match"))
-    appearance_weight: float = Field(0.5, ge=0, le=1, description=(
+    appearance_weight: float = Field(0.7, ge=0, le=1, description=(
         "share of the colour-histogram distance in the matching cost (the rest is motion); "
         "used only when the tracker is given the frame image"))
     reid_max_distance: float = Field(0.45, gt=0, le=1, description=(
@@ -271,14 +273,9 @@ class Tracker:
         """Ground point and box predicted at ``capture_ms`` (late frames: no backwards move)."""
         elapsed = max(0, capture_ms - track.last_seen_ms)
         vx, vy = self._ground_velocity(track)
+        dx, dy = vx * elapsed, vy * elapsed
         x1, y1, x2, y2 = track.box
-        gx0, gy0 = (x1 + x2) / 2.0, y2
-        if VARIANT.get("fit") and len(track.history) >= 3:
-            h = np.asarray(track.history)
-            t = h[:, 0] - h[-1, 0]
-            gx0 = float(np.mean(h[:, 1] - vx * t)); gy0 = float(np.mean(h[:, 2] - vy * t))
-        dx, dy = gx0 + vx * elapsed - (x1 + x2) / 2.0, gy0 + vy * elapsed - y2
-        return gx0 + vx * elapsed, gy0 + vy * elapsed, (x1 + dx, y1 + dy, x2 + dx, y2 + dy)
+        return (x1 + x2) / 2.0 + dx, y2 + dy, (x1 + dx, y1 + dy, x2 + dx, y2 + dy)
 
     def _absorb(self, track: Track, box: Box, confidence: float, capture_ms: int,
                 appearance: np.ndarray | None) -> None:
@@ -333,11 +330,14 @@ class Tracker:
         log_ratio_limit = math.log(config.max_height_ratio)
         for i, track in enumerate(tracks):
             px, py, _ = self._predicted(track, capture_ms)
-            height = max(track.box[3] - track.box[1], 1.0)
-            if VARIANT.get("hmean") and track.history:
-                height = max(float(np.median([o[4] for o in track.history])), 1.0)
+            # The track's size: the median of its recent heights, so that one box cut short
+            # by an occluder neither shrinks the gate nor fails the size check.
+            height = max(float(np.median([o[4] for o in track.history])), 1.0) \
+                if track.history else max(track.box[3] - track.box[1], 1.0)
             seconds = max(0, capture_ms - track.last_seen_ms) / 1000.0
-            radius = config.gate_radius + config.gate_growth * seconds
+            # A track seen once has no velocity yet: it may have gone anywhere a person walks.
+            growth = config.gate_growth if len(track.history) >= 2 else config.new_track_speed
+            radius = config.gate_radius + growth * seconds
             distance = np.hypot(gx - px, gy - py) / height / radius
             size = np.abs(np.log(det_h / height)) / log_ratio_limit
             motion = np.maximum(distance, size)
@@ -388,23 +388,7 @@ class Tracker:
         matched: dict[int, int] = {}  # track index -> detection row
         # Stage 1: confident detections against every live track.
         costs = self._costs(tracks, capture_ms, det_boxes[high], det_classes[high], sub(high))
-        if VARIANT.get("cascade"):
-            active = np.array([t.misses == 0 for t in tracks], bool)
-            c1 = costs.copy(); c1[~active] = BIG
-            for ti, di in self._assign(c1):
-                matched[ti] = int(high[di])
-            c2 = costs.copy(); c2[active] = BIG
-            if matched:
-                c2[:, [list(high).index(r) for r in matched.values()]] = BIG
-            for ti, di in self._assign(c2):
-                matched[ti] = int(high[di])
-        elif VARIANT.get("lostpen"):
-            lost = np.array([t.misses > 0 for t in tracks], bool)
-            costs[lost] = np.where(costs[lost] < BIG, costs[lost] + VARIANT["lostpen"], BIG)
-            for ti, di in self._assign(costs):
-                matched[ti] = int(high[di])
-        else:
-          for ti, di in self._assign(costs):
+        for ti, di in self._assign(costs):
             matched[ti] = int(high[di])
         # Stage 2: weak detections may only extend confirmed tracks, never tentative ones, and
         # only where they overlap the prediction (a weak blob far away is more likely noise).

@@ -33,7 +33,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .alerts import CRITICAL, WARNING, alert_id, alert_record, time_bucket
-from .plates import normalise_text
+from .plate_text import (  # noqa: F401  (CONFUSION_CLASSES, substitution_cost: re-exported)
+    CONFUSION_CLASSES, canonical_map, normalise_text, plate_distance, substitution_cost,
+)
 
 DIM = 128
 KINDS = ("face", "plate")
@@ -56,8 +58,8 @@ class MatchingConfig(BaseModel):
         "(threshold_at_far_1e-3 was 0.903 on the development faces)"))
     face_confirmations: int = Field(2, ge=1, description="matching faces needed in one track")
     plate_confirmations: int = Field(1, ge=1, description="matching plate reads needed in one track")
-    confirm_window_ms: int = Field(5_000, ge=0, description="the confirmations fall within this")
-    cooldown_ms: int = Field(600_000, ge=0, description="one alert per subject and camera per cooldown")
+    confirm_window_ms: int = Field(5_000, gt=0, description="the confirmations fall within this")
+    cooldown_ms: int = Field(600_000, gt=0, description="one alert per subject and camera per cooldown")
     evidence_max_bytes: int = Field(64_000, ge=0, description="inline evidence JPEG cap; 0 = none")
 
 
@@ -285,11 +287,6 @@ class WatchlistState:
             else:
                 state = state.apply(u)
         return state
-
-    def compact_tombstones(self, older_than_ms: int) -> "WatchlistState":
-        """Forget removals older than ``older_than_ms`` (bounded state, like topic compaction)."""
-        kept = {k: t for k, t in self.tombstones.items() if t >= older_than_ms}
-        return WatchlistState(dict(self.entries), kept, self.version)
 
     # -- serialising
     def to_dict(self) -> dict:
@@ -589,48 +586,9 @@ class FaceIndex:
 
 
 # ------------------------------------------------------------------ plates
-# OCR confusion classes: a substitution inside one class is a cheap edit.
-CONFUSION_CLASSES: tuple[str, ...] = (
-    "0DOQUC", "8B3", "1ITLJ", "5S", "2Z", "6G", "MN", "4A", "7Y", "UV", "KX", "PR", "EF", "HN",
-)
-_CONFUSABLE = frozenset((a, b) for cls in CONFUSION_CLASSES for a in cls for b in cls if a != b)
-
-
-def substitution_cost(a: str, b: str, cheap: float = 0.5) -> float:
-    if a == b:
-        return 0.0
-    return cheap if (a, b) in _CONFUSABLE else 1.0
-
-
-def plate_distance(a: str, b: str, cheap: float = 0.5) -> float:
-    """Weighted Levenshtein distance: insert/delete 1, substitution 1, OCR confusion ``cheap``."""
-    prev = [float(j) for j in range(len(b) + 1)]
-    for i, ca in enumerate(a, 1):
-        cur = [float(i)] + [0.0] * len(b)
-        for j, cb in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1.0, cur[j - 1] + 1.0, prev[j - 1] + substitution_cost(ca, cb, cheap))
-        prev = cur
-    return prev[-1]
-
-
-def _canonical_map() -> dict[int, str]:
-    """Each character -> one representative of its (merged, overlapping) confusion classes."""
-    parent: dict[str, str] = {}
-
-    def find(c: str) -> str:
-        while parent.setdefault(c, c) != c:
-            c = parent[c]
-        return c
-
-    for cls in CONFUSION_CLASSES:
-        for c in cls[1:]:
-            a, b = find(cls[0]), find(c)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-    return {ord(c): find(c) for c in parent}
-
-
-_CANONICAL = _canonical_map()
+# OCR confusions: the one model in plate_text, shared with the plate reader; a substitution
+# inside one confusion class is a cheap edit (substitution_cost, plate_distance).
+_CANONICAL = canonical_map()
 
 
 def _deletes(text: str) -> set[str]:
@@ -758,15 +716,15 @@ class _MatchDecider:
     kind = ""
     alert_type = ""
 
-    def __init__(self, confirmations: int, window_ms: int, cooldown_ms: int, same_track: bool,
-                 emit_updates: bool, sighting_bucket_ms: int):
-        if confirmations < 1:
-            raise ValueError("confirmations must be >= 1")
-        if window_ms <= 0 or cooldown_ms <= 0 or sighting_bucket_ms <= 0:
-            raise ValueError("window_ms, cooldown_ms and sighting_bucket_ms must be positive")
+    def __init__(self, confirmations: int, config: MatchingConfig, same_track: bool = True,
+                 emit_updates: bool = False, sighting_bucket_ms: int = 10_000):
+        """``confirmations`` of this kind, the rest from ``config``; ``same_track``: confirm
+        within one track only; ``emit_updates``: re-emit the open alert on each confirmation."""
+        if sighting_bucket_ms <= 0:
+            raise ValueError("sighting_bucket_ms must be positive")
         self.confirmations = confirmations
-        self.window_ms = window_ms
-        self.cooldown_ms = cooldown_ms
+        self.window_ms = config.confirm_window_ms
+        self.cooldown_ms = config.cooldown_ms
         self.same_track = same_track
         self.emit_updates = emit_updates
         self.sighting_bucket_ms = sighting_bucket_ms
@@ -891,10 +849,8 @@ class FaceMatchDecider(_MatchDecider):
     kind = "face"
     alert_type = "watchlist_face"
 
-    def __init__(self, config: MatchingConfig = MatchingConfig(), same_track: bool = True,
-                 emit_updates: bool = False, sighting_bucket_ms: int = 10_000):
-        super().__init__(config.face_confirmations, config.confirm_window_ms, config.cooldown_ms,
-                         same_track, emit_updates, sighting_bucket_ms)
+    def __init__(self, config: MatchingConfig = MatchingConfig(), **behaviour):
+        super().__init__(config.face_confirmations, config, **behaviour)
         self.threshold = config.face_threshold
 
     def observe(self, state: dict, camera_id: str, time_ms: int, track_ids: Sequence[int],
@@ -917,14 +873,6 @@ class FaceMatchDecider(_MatchDecider):
             alerts += a
             sightings += s
         return alerts, sightings
-
-    def observe_detections(self, state: dict, camera_id: str, time_ms: int, faces,
-                           index: FaceIndex, watchlist: WatchlistState) -> tuple[list[dict], list[dict]]:
-        """Search ``faces.data['embedding']`` (rows with NaN/zero embeddings are skipped) and
-        ``observe`` the result; ``faces.tracker_id`` gives the tracks."""
-        sids, sims = search_faces(faces, index)
-        return self.observe(state, camera_id, time_ms, np.asarray(faces.tracker_id), sids, sims,
-                            watchlist)
 
     def matched_subjects(self, subject_ids: Sequence[str | None],
                          similarities: Sequence[float]) -> list[str | None]:
@@ -986,10 +934,6 @@ def embedding_bytes(vector: Sequence[float]) -> bytes:
     return np.asarray(vector, dtype="<f4").tobytes()
 
 
-def embedding_from_bytes(blob: bytes) -> np.ndarray:
-    return np.frombuffer(bytes(blob), dtype="<f4")
-
-
 class PlateMatchDecider(_MatchDecider):
     """Plate reads -> confirmed sightings and ``watchlist_plate`` alerts, for one camera.
 
@@ -1001,10 +945,8 @@ class PlateMatchDecider(_MatchDecider):
     kind = "plate"
     alert_type = "watchlist_plate"
 
-    def __init__(self, config: MatchingConfig = MatchingConfig(), same_track: bool = True,
-                 emit_updates: bool = False, sighting_bucket_ms: int = 10_000):
-        super().__init__(config.plate_confirmations, config.confirm_window_ms, config.cooldown_ms,
-                         same_track, emit_updates, sighting_bucket_ms)
+    def __init__(self, config: MatchingConfig = MatchingConfig(), **behaviour):
+        super().__init__(config.plate_confirmations, config, **behaviour)
 
     def observe(self, state: dict, camera_id: str, time_ms: int, track_ids: Sequence[int],
                 plate_texts: Sequence[str], plates: PlateWatchlist) -> tuple[list[dict], list[dict]]:

@@ -119,3 +119,18 @@ def run_demo(config_path: str | None = None, video: str | None = None, fps: floa
                       "aggregates": counts["aggregates"], "dead_letters": counts["dead_letters"],
                       "seconds": round(seconds, 1)}))
     return 0 if counts["frames"] else 1
+
+
+def cmd_demo(args) -> int:
+    return run_demo(args.config, video=args.video, fps=args.fps, cameras=args.cameras,
+                    store_url=args.store)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="sample a video, run the job on the mini-cluster, summarise")
+    p.add_argument("--config", default=None)
+    p.add_argument("--video", help="video file or stream URL (default: vtest.avi)")
+    p.add_argument("--fps", type=float)
+    p.add_argument("--cameras", type=int, default=1, help="how many cameras replay the video")
+    p.add_argument("--store")
+    p.set_defaults(func=cmd_demo)

@@ -8,6 +8,7 @@ rules apply with their defaults.
 """
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -16,11 +17,11 @@ from collections import Counter
 from contextlib import contextmanager
 from typing import Callable
 
-from camflow.schemas.codec import AvroCodec
-
 from camflow.config import Camera, Config
+from camflow.commands.common import _config, progress_wanted
 from camflow.core.frame_store import configured_store
 from camflow.core.kafka import ensure_topic, read_topic
+from camflow.schemas.codec import AvroCodec
 from camflow.services.sampler import ingest
 
 
@@ -113,3 +114,22 @@ def replay(config: Config, video: str, camera_id: str, fps: float | None = None,
             "alerts_by_type": dict(sorted(Counter(a["type"] for a in alerts).items())),
             "aggregates": len(aggregates), "line_crossings": dict(sorted(crossings.items())),
             "seconds": round(time.monotonic() - started, 1)}
+
+
+
+def cmd_replay(args) -> int:
+    summary = replay(_config(args), args.video, args.camera, fps=args.fps,
+                     print_alert=lambda alert: print(json.dumps(alert), flush=True),
+                     progress=progress_wanted(args))
+    print(json.dumps(summary))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("replay", help="run the real job over recorded footage; alerts as JSON lines")
+    p.add_argument("--video", required=True)
+    p.add_argument("--camera", required=True, help="camera id (a camera the config lacks gets the zone-free rules)")
+    p.add_argument("--config")
+    p.add_argument("--fps", type=float)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_replay)

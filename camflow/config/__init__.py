@@ -20,22 +20,25 @@ from camflow.config.cameras import CAMERA_ID, Camera, DetectorOverrides, Locatio
 from camflow.config.console import Console, ConsoleUser
 from camflow.config.job import Job, Limits
 from camflow.config.kafka import Kafka, KafkaSecurity, Topics
+from camflow.config.notify import NotifyConfig
 from camflow.config.store import FrameStore, Store
 
 __all__ = ["CAMERA_ID", "Camera", "Config", "ConfigError", "Console", "ConsoleUser",
            "DetectorOverrides", "FrameStore", "Job", "Kafka", "KafkaSecurity", "Limits",
-           "Location", "Store", "Topics", "load_config"]
+           "Location", "NotifyConfig", "Store", "Topics", "load_config"]
 
 
 class Config(Strict):
-    deployment: str = "camflow"
-    cameras: list[Camera] = Field(default_factory=list)
+    deployment: str = Field("camflow", description="name of this deployment (the job is camflow-<deployment>)")
+    cameras: list[Camera] = Field(default_factory=list, description="every camera the job analyses")
     kafka: Kafka = Kafka()
     frame_store: FrameStore | None = Field(None, description=(
         "none: JPEGs travel inline in the frames topic (simplest; fine for a few cameras)"))
     job: Job = Job()
     store: Store = Store()
     console: Console = Console()
+    notify: NotifyConfig = Field(default_factory=NotifyConfig, description=(
+        "camflow notify: alert routes to MQTT brokers and webhooks"))
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> "Config":

@@ -34,12 +34,12 @@ class Console(Strict):
     """``camflow console``: live alerts, acknowledgements, camera status, subjects."""
 
     host: str = Field("127.0.0.1", description="bind address; expose it only behind TLS")
-    port: int = Field(8090, ge=1, le=65535)
-    users: list[ConsoleUser] = Field(default_factory=list)
+    port: int = Field(8090, ge=1, le=65535, description="TCP port")
+    users: list[ConsoleUser] = Field(default_factory=list, description="who may log in, with which role")
     secret_env: str | None = Field("CAMFLOW_CONSOLE_SECRET", description=(
         "environment variable holding the session-signing secret"))
     secret_file: Path | None = Field(None, description="...or a file holding it")
-    session_max_age_s: int = Field(8 * 3600, ge=60)
+    session_max_age_s: int = Field(8 * 3600, ge=60, description="a login lasts this long")
     offline_after_s: float = Field(60, gt=0, description="a camera without frames this long is offline")
     recent_alerts: int = Field(200, ge=1, le=10_000, description="alerts the live feed keeps in memory")
     lookback_hours: float = Field(24, gt=0, description="the live feed starts this far back in the topic")

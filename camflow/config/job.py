@@ -14,15 +14,15 @@ from camflow.transforms.watchlist import MatchingConfig
 
 
 class Limits(Strict):
-    max_jpeg_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    max_pixels: int = Field(3840 * 2160, ge=64 * 64)
-    max_future_skew_ms: int = Field(60_000, ge=0)
-    max_age_ms: int = Field(7 * 24 * 3600 * 1000, ge=0)
+    max_jpeg_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="larger JPEGs are dead letters")
+    max_pixels: int = Field(3840 * 2160, ge=64 * 64, description="larger frames are dead letters (checked before decoding)")
+    max_future_skew_ms: int = Field(60_000, ge=0, description="capture times further ahead of the clock are dead letters")
+    max_age_ms: int = Field(7 * 24 * 3600 * 1000, ge=0, description="older capture times are dead letters")
 
 
 class Job(Strict):
-    parallelism: int = Field(1, ge=1)
-    checkpoint_interval_ms: int = Field(10_000, ge=500)
+    parallelism: int = Field(1, ge=1, description="parallel instances of each operator (at most the frames topic's partitions)")
+    checkpoint_interval_ms: int = Field(10_000, ge=500, description="how often the job checkpoints its state")
     python_bundle_ms: int = Field(100, ge=1, description=(
         "PyFlink flushes a Python operator's batch after this long (Flink's default, 1000 ms, "
         "adds about a second of latency per Python stage)"))
@@ -31,10 +31,10 @@ class Job(Strict):
     window_ms: int = Field(60_000, ge=1000, description="tumbling window: counts, crowd rule, anomaly score")
     sliding_window_ms: int = Field(300_000, ge=0, description=(
         "sliding window (sliding by window_ms) for smoother counts; 0 turns it off"))
-    out_of_orderness_ms: int = Field(5_000, ge=0)
+    out_of_orderness_ms: int = Field(5_000, ge=0, description="how late a frame may arrive behind later ones (watermark lag)")
     idleness_ms: int = Field(10_000, ge=100, description="a silent partition stops holding back the watermark after this")
-    allowed_lateness_ms: int = Field(0, ge=0)
-    default_crowd_limit: int | None = Field(None, ge=1)
+    allowed_lateness_ms: int = Field(0, ge=0, description="a closed window still takes frames this late (and is emitted again)")
+    default_crowd_limit: int | None = Field(None, ge=1, description="crowd_limit of cameras without one (None: no crowd rule)")
     detector: DetectorConfig = DetectorConfig()
     # The detector runs only on frames that changed since it last ran (transforms/motion.py).
     motion_gate: MotionGateConfig = MotionGateConfig()

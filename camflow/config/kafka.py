@@ -13,14 +13,16 @@ from camflow.config.base import Strict
 class KafkaSecurity(Strict):
     """librdkafka-style security settings; the password comes from the environment or a file."""
 
-    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
-    username: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
-    ssl_ca_location: Path | None = None
-    ssl_certificate_location: Path | None = None
-    ssl_key_location: Path | None = None
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="security.protocol of every client")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = Field(
+        None, description="SASL mechanism (with a SASL_* protocol)")
+    username: str | None = Field(None, description="SASL user name")
+    password_env: str | None = Field(None, description="environment variable holding the SASL password")
+    password_file: Path | None = Field(None, description="...or a file holding it")
+    ssl_ca_location: Path | None = Field(None, description="PEM file of the CA that signed the brokers")
+    ssl_certificate_location: Path | None = Field(None, description="client certificate (PEM), for mutual TLS")
+    ssl_key_location: Path | None = Field(None, description="its private key (PEM)")
 
     def password(self) -> str | None:
         if self.password_env:
@@ -34,24 +36,24 @@ class KafkaSecurity(Strict):
 
 
 class Topics(Strict):
-    frames: str = "frames"
-    analyses: str = "analyses"
-    alerts: str = "alerts"
-    aggregates: str = "aggregates"
-    dead_letters: str = "dead-letters"
+    frames: str = Field("frames", description="FrameSample records from the samplers, keyed by camera")
+    analyses: str = Field("analyses", description="every analysed frame (FrameAnalysis)")
+    alerts: str = Field("alerts", description="every alert (Alert), for alert systems")
+    aggregates: str = Field("aggregates", description="per camera and window counts and anomaly scores")
+    dead_letters: str = Field("dead-letters", description="records the job could not use, with the reason")
     watchlist: str = Field("watchlist", description="compacted: the current watchlist, keyed kind:id")
     watchlist_audit: str = Field("watchlist-audit", description="every watchlist change, kept (who, when, what)")
-    sightings: str = "sightings"
+    sightings: str = Field("sightings", description="confirmed watchlist matches")
     face_embeddings: str = Field("face-embeddings", description=(
         "every face read (embedding, box, track, watchlist match) for retroactive search"))
     partitions: int = Field(4, ge=1, description="partitions per topic: the most parallelism a stage can use")
 
 
 class Kafka(Strict):
-    bootstrap_servers: str = "127.0.0.1:19092"
+    bootstrap_servers: str = Field("127.0.0.1:19092", description="host:port[,host:port...] of the brokers")
     security: KafkaSecurity = KafkaSecurity()
-    schema_registry_url: str | None = None
-    group_id: str = "camflow"
+    schema_registry_url: str | None = Field(None, description="Confluent-compatible schema registry (None: single-object Avro)")
+    group_id: str = Field("camflow", description="prefix of every consumer group camflow uses")
     topics: Topics = Topics()
 
     def client_conf(self) -> dict[str, str]:

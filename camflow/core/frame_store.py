@@ -244,6 +244,8 @@ class FileFrameStore:
 
     def prune(self, older_than_ms: int) -> int:
         """Deletes frames captured before ``older_than_ms``; returns how many."""
+        if not self._check_root(create=False):
+            return 0
         removed = 0
         for path in self.root.glob("*/*.jpg"):
             try:

@@ -63,12 +63,13 @@ def eval_faces(images_dir: str | Path, labels_csv: str | Path, detector: str = "
     """Verification (all pairs) and identification (FAISS) accuracy on single-face photos."""
     import faiss
 
-    from camflow.transforms.faces import FaceDetector, FaceEmbedder, largest
+    from camflow.core import perception
+    from camflow.transforms.faces import largest
 
     images_dir = Path(images_dir)
     rows = [r for r in _read_rows(labels_csv) if r.get("multi_face", "0") in ("0", "", "false", "False")]
-    embedder = FaceEmbedder()
-    det = FaceDetector(max_side=1024) if detector == "centerface" else None
+    embedder = perception.face_embedder()
+    det = perception.face_detector(max_side=1024) if detector == "centerface" else None
     embs, people, no_face, ms = [], [], 0, []
     for r in rows:
         image = _imread(images_dir / r["file"])

@@ -128,6 +128,11 @@ def count_crossings(scene, frames: Iterable[tuple[int, Any]], width: int, height
     from camflow.transforms.behaviour import SceneBehaviour
     from camflow.transforms.detections import FrameAnalysis
 
+    # Only the lines: the zone and zone-free rules (falls, running, dispersal) cost time and
+    # change no count.
+    scene = scene.model_copy(update={
+        "zones": [], **{rule: getattr(scene, rule).model_copy(update={"enabled": False})
+                        for rule in ("fall", "running", "dispersal") if hasattr(scene, rule)}})
     behaviour = SceneBehaviour(scene)
     counts = {line.id: {"a_to_b": 0, "b_to_a": 0} for line in behaviour.scene.lines}
     state = None

@@ -47,19 +47,19 @@ class EnrolmentError(ValueError):
 
 def face_embedding(image_path: str | Path) -> list[float]:
     """The one face in a photo as an L2-normalised 128-D embedding; refuses 0 or >1 faces."""
-    from camflow.transforms.faces import FaceDetector, FaceEmbedder
+    from camflow.core import perception
 
     image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     if image is None:
         raise EnrolmentError(f"{image_path}: not a readable image")
-    faces = FaceDetector(max_side=1024).detect(image)
+    faces = perception.face_detector(max_side=1024).detect(image)
     if len(faces) == 0:
         raise EnrolmentError(f"{image_path}: no face found; use a frontal photo where the face "
                              "is at least ~40 px wide")
     if len(faces) > 1:
         raise EnrolmentError(f"{image_path}: {len(faces)} faces found; crop the photo to the one "
                              "person to enrol")
-    embedding = FaceEmbedder().embed(image, faces).data["embedding"][0]
+    embedding = perception.face_embedder().embed(image, faces).data["embedding"][0]
     if not np.all(np.isfinite(embedding)):
         raise EnrolmentError(f"{image_path}: the face embedding is not finite")
     return [float(v) for v in embedding]

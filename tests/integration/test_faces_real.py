@@ -28,21 +28,22 @@ def test_verification_and_identification(result):
 def test_two_faces_found_and_told_apart():
     import cv2
 
-    from camflow.transforms.faces import detect_faces, embed_faces
+    from camflow.core import perception
+    finder, embedder = perception.face_detector(), perception.face_embedder()
 
     image = cv2.imread(str(DATA / "examples__knn_examples__test__obama_and_biden.jpg"))
-    faces = detect_faces(image)
+    faces = finder.detect(image)
     assert len(faces) >= 2  # Biden, Obama (and a child's face at the bottom right)
     assert set(faces.class_name.tolist()) == {"face"}
     assert faces.data["landmarks"].shape == (len(faces), 5, 2)
     faces = faces[np.argsort(-faces.area)[:2]]
-    faces = embed_faces(image, faces)
+    faces = embedder.embed(image, faces)
     emb = faces.data["embedding"]
     assert emb.shape == (2, 128) and emb.dtype == np.float32
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     assert float(emb[0] @ emb[1]) < 0.9  # two different people
 
     obama = cv2.imread(str(DATA / "tests__test_images__obama.jpg"))
-    ref = embed_faces(obama, detect_faces(obama)).data["embedding"][0]
+    ref = embedder.embed(obama, finder.detect(obama)).data["embedding"][0]
     sims = emb @ ref
     assert sims.max() > 0.93 and sims.min() < 0.9

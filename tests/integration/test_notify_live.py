@@ -52,11 +52,11 @@ class Receiver:
     """A webhook receiver on a fixed port that can go down and come back. Answers 200 and
     records each request with whether its HMAC signature verified."""
 
-    def __init__(self):
+    def __init__(self, port: int = 0):
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.server = None
-        self.port = 0
+        self.port = port
         self.start()
         self.url = f"http://127.0.0.1:{self.port}/camflow"
 
@@ -435,3 +435,47 @@ def test_failures_become_records_and_interrupted_deliveries_are_not_resent(
     assert again.read == 4 and again.delivered == {} and again.failed == {} and again.interrupted == 0
     assert again.skipped == {"rejects": 1, "dead": 1, "fine": 2}
     assert Rejecting.seen.count("x-1") == 1 and Rejecting.seen.count("ok-1") == 1
+
+
+def test_stopped_while_retrying_then_delivered_once_after_the_restart(
+        kafka_bootstrap, make_topics, topic_reader, tmp_path, monkeypatch):
+    """Stopped (as by SIGTERM) while a webhook is unreachable: the delivery certainly did not
+    happen, so it is neither reported nor remembered, and the next run delivers it, once."""
+    monkeypatch.setenv("NOTIFY_LIVE_SECRET", SECRET)
+    suffix = uuid.uuid4().hex[:8]
+    probe = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    port = probe.server_address[1]
+    probe.server_close()  # nothing listens on the receiver's port yet
+    config = Config.model_validate({
+        "deployment": f"stop-{suffix}", "cameras": CAMERAS,
+        "kafka": {"bootstrap_servers": kafka_bootstrap, "group_id": f"stop-{suffix}",
+                  "topics": {"alerts": f"alerts-{suffix}", "partitions": 1}}})
+    notify = nt.NotifyConfig.model_validate({
+        "state_dir": str(tmp_path), "failures_topic": f"notify-failures-{suffix}",
+        "targets": {"ops": {"kind": "webhook", "url": f"http://127.0.0.1:{port}/camflow",
+                            "secret_env": "NOTIFY_LIVE_SECRET", "retries": 50,
+                            "backoff": {"initial_s": 0.2, "max_s": 1}}},
+        "routes": [{"targets": ["ops"]}]})
+    make_topics({config.kafka.topics.alerts: 1})
+    Alerts(config).send([alert("s-1", "intrusion", "critical", "gate-1", 1)])
+
+    stop = threading.Event()
+    result: list = []
+    run = threading.Thread(target=lambda: result.append(nt.run_notify(config, notify, stop_event=stop)))
+    run.start()
+    time.sleep(4)  # several refused attempts
+    stop.set()
+    run.join(60)
+    assert not run.is_alive() and result[0].read == 1 and result[0].delivered == {} and result[0].failed == {}
+    log = nt.DeliveryLog(nt.delivery_log_path(config, notify))
+    assert log.state("s-1", "ops", "alert") is None  # not remembered: it was never delivered
+    log.close()
+
+    receiver = Receiver(port)
+    try:
+        report = nt.run_notify(config, notify, idle_exit_s=3, max_seconds=60)
+    finally:
+        receiver.stop()
+    assert report.read == 1 and report.delivered == {"ops": 1} and report.interrupted == 0
+    assert receiver.ids() == ["s-1"] and receiver.requests[0]["valid"]
+    assert topic_reader(notify.failures_topic, partitions=1, timeout=3) == []

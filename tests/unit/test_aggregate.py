@@ -6,8 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from camflow.transforms.aggregate import WindowCounts, summarise
 from camflow.transforms.detections import Detections, FrameAnalysis
@@ -105,14 +103,14 @@ def test_result_satisfies_the_avro_contract():
     assert set(result) <= {f["name"] for f in schema["fields"]}
 
 
-def test_add_and_merge_leave_their_inputs_untouched():
+def test_add_leaves_the_summary_untouched():
     a = add_all([summary(persons=2, person_ids=[1, 2])])
     b = add_all([summary(persons=1, cars=2, person_ids=[3], car_ids=[4])])
     a_before, b_before = copy.deepcopy(a), copy.deepcopy(b)
-    WindowCounts.add(a, summary(persons=5, person_ids=[9]))
-    WindowCounts.merge(a, b)
-    WindowCounts.merge(b, a)
-    assert (a, b) == (a_before, b_before)
+    frame = summary(persons=5, person_ids=[9])
+    frame_before = copy.deepcopy(frame)
+    WindowCounts.add(a, frame)
+    assert (a, b, frame) == (a_before, b_before, frame_before)
 
 
 def test_accumulator_survives_pickle():
@@ -120,51 +118,12 @@ def test_accumulator_survives_pickle():
     assert pickle.loads(pickle.dumps(acc)) == acc
 
 
-def test_merge_of_split_windows_equals_one_window():
-    frames = [
-        summary(persons=2, person_ids=[1, 2]),
-        summary(persons=4, cars=1, person_ids=[1, 2, 3, 4], car_ids=[9]),
-        summary(persons=1, person_ids=[4]),
-        summary(cars=2, car_ids=[9, 10]),
-    ]
-    whole = add_all(frames)
-    assert WindowCounts.merge(add_all(frames[:1]), add_all(frames[1:])) == whole
-    assert WindowCounts.merge(add_all(frames[:3]), add_all(frames[3:])) == whole
-
-
-summaries = st.builds(
-    summary,
-    persons=st.integers(0, 20),
-    cars=st.integers(0, 5),
-    person_ids=st.lists(st.integers(0, 30), max_size=5),
-    car_ids=st.lists(st.integers(100, 110), max_size=3),
-)
-accumulators = st.lists(summaries, max_size=6).map(add_all)
-
-
-@settings(max_examples=200, deadline=None)
-@given(accumulators, accumulators, accumulators)
-def test_merge_is_associative_and_commutative_with_create_as_identity(a, b, c):
-    merge = WindowCounts.merge
-    assert merge(merge(a, b), c) == merge(a, merge(b, c))
-    assert merge(a, b) == merge(b, a)
-    assert merge(a, WindowCounts.create()) == a == merge(WindowCounts.create(), a)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(summaries, max_size=12), st.integers(0, 12))
-def test_any_split_of_a_window_merges_back_to_the_same_result(frames, cut):
-    whole = WindowCounts.result(add_all(frames), "cam-1", 0, 1)
-    split = WindowCounts.merge(add_all(frames[:cut]), add_all(frames[cut:]))
-    assert WindowCounts.result(split, "cam-1", 0, 1) == whole
-
-
-def test_line_crossings_are_counted_per_window_and_merge():
+def test_line_crossings_are_counted_per_window():
     analysis = FrameAnalysis(camera_id="c", capture_ms=1, sequence=2, width=1, height=1, jpeg=b"")
     analysis.crossings = [{"line_id": "gate", "track_id": 4, "class": "car", "direction": "a_to_b", "time_ms": 1},
                           {"line_id": "gate", "track_id": 5, "class": "car", "direction": "a_to_b", "time_ms": 1},
                           {"line_id": "gate", "track_id": 6, "class": "person", "direction": "b_to_a", "time_ms": 1}]
-    one = WindowCounts.add(WindowCounts.create(), summarise(analysis))
-    both = WindowCounts.merge(one, one)
+    both = WindowCounts.add(WindowCounts.add(WindowCounts.create(), summarise(analysis)),
+                            summarise(analysis))
     assert WindowCounts.result(both, "c", 0, 10)["line_crossings"] == {
         "gate:a_to_b:car": 4, "gate:b_to_a:person": 2}

@@ -45,7 +45,8 @@ def test_camera_sampler_policy_is_validated():
 @pytest.mark.parametrize("argv, needs", [(["eval", "faces"], "--images and --labels"),
                                          (["eval", "plates", "--images", "x"], "--images and --labels"),
                                          (["eval", "detect"], "--video")])
-def test_eval_without_its_data_says_what_is_missing(argv, needs):
+def test_eval_without_its_data_says_what_is_missing(argv, needs, capsys):
     from camflow.commands import main
-    with pytest.raises(SystemExit, match=needs):
+    with pytest.raises(SystemExit) as stopped:
         main(argv)
+    assert needs in f"{stopped.value.code} {capsys.readouterr().err}"

@@ -122,7 +122,3 @@ def test_class_filter_and_threshold(model_file):
     np.testing.assert_allclose(out.xyxy, [[16, 11, 26, 31], [42, 34, 54, 46]], atol=1e-4)
 
 
-def test_detect_batch_fixed_batch_loops(model_file):
-    det = ObjectDetector(ENTRY, model_file)
-    outs = det.detect_batch([np.zeros((64, 64, 3), np.uint8)] * 3)
-    assert [len(o) for o in outs] == [4, 4, 4]

@@ -211,3 +211,12 @@ def test_sink_replays_the_batch_after_a_refused_record():
     write_batch(store, messages, {"aggregates": (codec, "upsert_aggregate")}, report)
     assert store.pending == ["a", "b", ("reject", 2, "store_refused"), "c"]
     assert report.rejected == 1 and report.written == {"aggregates": 3}
+
+
+def test_registry_errors_never_carry_its_credentials():
+    codec = AvroCodec("FrameSample", {"url": "https://camflow:reg-s3cret@registry.local"})
+    codec._client = FakeRegistry(ConnectionError(
+        "GET https://camflow:reg-s3cret@registry.local/schemas/ids/7: connection refused"))
+    with pytest.raises(SchemaRegistryUnavailable) as excinfo:
+        codec.decode(confluent_record())
+    assert "reg-s3cret" not in str(excinfo.value) and excinfo.value.__cause__ is None

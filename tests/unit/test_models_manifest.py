@@ -30,7 +30,7 @@ def test_names_unique():
 def test_default_models_are_all_there():
     names = set(registry.load_manifest())
     assert {"centernet-coco", "centerface", "dlib-face-resnet", "dlib-shape5", "clp-det",
-            "ppocrv6-det", "ppocrv6-rec"} <= names
+            "ppocrv6-det", "ppocrv6-rec", "movenet-multipose"} <= names
 
 
 @pytest.mark.parametrize("entry", _raw_entries(), ids=lambda e: e["name"])

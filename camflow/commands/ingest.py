@@ -1,0 +1,58 @@
+"""``camflow ingest``: sample a camera or a video into the frames topic."""
+from __future__ import annotations
+
+import json
+import sys
+
+from camflow.commands.common import _config, serve_metrics, progress_wanted
+
+
+def cmd_ingest(args) -> int:
+    from camflow.core.overload import DEFAULT_MAX_IN_FLIGHT
+    from camflow.core.frame_store import configured_store
+    from camflow.services.sampler import SourceError, ingest
+    config = _config(args)
+    camera = config.camera(args.camera)
+    fps = args.fps or (camera.fps if camera else 1.0)
+    source = args.source or (camera.source if camera else None)
+    if not source:
+        raise SystemExit(f"camflow ingest: no --source and camera {args.camera!r} has none configured")
+    max_width = args.max_width or (camera.max_width if camera else 960)
+    serve_metrics(args.metrics_port)
+    if args.max_in_flight is not None and args.max_in_flight < 1:
+        raise SystemExit(f"camflow ingest: --max-in-flight must be at least 1, not {args.max_in_flight}")
+    try:
+        report = ingest(config.kafka, args.camera, source, fps, max_width=max_width,
+                        max_frames=args.max_frames, realtime=args.realtime,
+                        progress=progress_wanted(args),
+                        policy=args.policy or (camera.sampler_policy if camera else "keep-all"),
+                        max_in_flight=args.max_in_flight or (
+                            camera.sampler_max_in_flight if camera else DEFAULT_MAX_IN_FLIGHT),
+                        frame_store=configured_store(config))
+    except SourceError as exc:
+        print(f"camflow ingest: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"camera": report.camera_id, "frames": report.frames, "bytes": report.bytes,
+                      "seconds": round(report.seconds, 2), "policy": report.policy,
+                      "dropped": report.dropped}))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("ingest", help="sample a camera or video and publish FrameSamples")
+    p.add_argument("--camera", required=True, help="camera id (the Kafka key)")
+    p.add_argument("--source", help="rtsp://, http(s):// URL or a video file (default: the camera's configured source)")
+    p.add_argument("--fps", type=float, help="samples per second (default: the camera's fps)")
+    p.add_argument("--max-width", type=int)
+    p.add_argument("--max-frames", type=int)
+    p.add_argument("--realtime", action="store_true", help="pace file replay at the video's speed")
+    p.add_argument("--policy", choices=["keep-all", "latest-only"],
+                   help="when the broker falls behind: keep-all waits (never drops), latest-only "
+                        "drops older unsent frames (default: the camera's sampler_policy, else keep-all)")
+    p.add_argument("--max-in-flight", type=int, metavar="N",
+                   help="unacknowledged frames before the policy applies (default: the camera's "
+                        "sampler_max_in_flight, else 100)")
+    p.add_argument("--config")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_ingest)

@@ -1,0 +1,65 @@
+"""``camflow sightings|search``: where a watchlist subject was seen, and retroactive face search."""
+from __future__ import annotations
+
+import json
+import sys
+
+from camflow.commands.common import _config
+
+
+def cmd_sightings(args) -> int:
+    """A watchlist subject's path across cameras, in time order, from the analyst store."""
+    from camflow.services.store import AnalystStore
+    config = _config(args)
+    store = AnalystStore(args.store or config.store.url)
+    try:
+        path = store.subject_path(args.subject)
+    finally:
+        store.close()
+    sites = {c.id: (c.location.site if c.location else c.name) for c in config.cameras}
+    for when, camera_id, score, track_id, alert_id in path:
+        print(f"{when:%Y-%m-%d %H:%M:%S}  {camera_id:<28} {sites.get(camera_id, '') or '':<32} "
+              f"score {score:.3f}  track {track_id}")
+    print(json.dumps({"subject": args.subject, "sightings": len(path),
+                      "cameras": len({row[1] for row in path})}))
+    return 0
+
+
+def cmd_search(args) -> int:
+    """Retroactive search: a watchlist subject's face among the faces kept in the store."""
+    from camflow.services.search import SearchError, format_lines, parse_since, search
+    config = _config(args)
+    try:
+        since_ms = parse_since(args.since or f"{config.store.embedding_retention_days:g}d")
+        if args.threshold is not None and not 0 < args.threshold <= 1:
+            raise SearchError(f"--threshold {args.threshold}: must be in (0, 1]")
+        result = search(config, args.subject, since_ms, threshold=args.threshold,
+                        store_url=args.store,
+                        progress=False if args.quiet else sys.stderr.isatty())
+    except SearchError as exc:
+        print(f"camflow search: {exc}", file=sys.stderr)
+        return 2
+    sites = {c.id: (c.location.site if c.location else c.name) for c in config.cameras}
+    for line in format_lines(result, sites):
+        print(line)
+    print(json.dumps(result.summary()))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sightings", help="a watchlist subject's path across cameras")
+    p.add_argument("--subject", required=True)
+    p.add_argument("--store")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_sightings)
+    p = sub.add_parser("search", help="retroactive search: a watchlist subject among the faces "
+                       "kept in the store")
+    p.add_argument("--subject", required=True, help="watchlist face subject id")
+    p.add_argument("--since", help="look back this far: 7d, 24h, 90m "
+                   "(default: store.embedding_retention_days)")
+    p.add_argument("--threshold", type=float,
+                   help="cosine similarity (default: job.watchlist.face_threshold)")
+    p.add_argument("--store")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_search)
