@@ -6,6 +6,7 @@ that it survives checkpoints and restores. The work itself lives in ``transforms
 from __future__ import annotations
 
 import time
+
 from pyflink.common import Types
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import (KeyedProcessFunction, MapFunction, OutputTag, ProcessFunction,
@@ -22,6 +23,7 @@ from camflow.transforms import aggregate, frames
 from camflow.transforms.alerts import CrowdLimitRule
 from camflow.transforms.anomaly import WindowAnomaly
 from camflow.transforms.camera_analysis import CameraState
+from camflow.transforms.dead_letters import dead_letter
 from camflow.transforms.detections import analysis_record
 from camflow.transforms.windows import WindowBook, WindowSpec
 from camflow.transforms import watchlist as wl
@@ -48,19 +50,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def dead_letter(reason: str, message: str, stage: str, source_topic: str, payload: bytes,
-                camera_id: str | None = None) -> dict:
-    return {"reason": reason, "message": message, "stage": stage, "source_topic": source_topic,
-            "camera_id": camera_id, "payload": bytes(payload), "time_ms": now_ms()}
-
-
-def frame_limits(config: Config) -> frames.FrameLimits:
-    limits = config.job.limits
-    return frames.FrameLimits(max_jpeg_bytes=limits.max_jpeg_bytes, max_pixels=limits.max_pixels,
-                              max_future_skew_ms=limits.max_future_skew_ms,
-                              max_age_ms=limits.max_age_ms)
-
-
 def frame_store_reader(config: Config):
     """``jpeg_ref`` -> JPEG bytes through the configured frame store (None: no store).
 
@@ -69,12 +58,13 @@ def frame_store_reader(config: Config):
     store = configured_store(config)
     if store is None:
         return None
+    max_bytes = config.job.limits.max_jpeg_bytes
 
     def read(ref: str) -> bytes | None:
         try:
-            return store.get(ref)
+            return store.get(ref, max_bytes=max_bytes)
         except FrameRefError as exc:
-            raise frames.BadFrame(frames.MISSING_IMAGE, str(exc)) from None
+            raise frames.BadFrame(exc.reason_code, str(exc)) from None
     return read
 
 
@@ -88,7 +78,7 @@ class AdmitFrames(ProcessFunction):
     def __init__(self, config: Config):
         self.topic = config.kafka.topics.frames
         self.registry = config.kafka.registry_conf()
-        self.limits = frame_limits(config)
+        self.limits = config.job.limits
         self.known_cameras = ({c.id for c in config.cameras}
                               if config.job.reject_unknown_cameras else None)
         self.codec: AvroCodec | None = None
@@ -144,7 +134,7 @@ class AnalyseFrames(KeyedProcessFunction):
     def __init__(self, config: Config):
         self.config = config
         self.topic = config.kafka.topics.frames
-        self.limits = frame_limits(config)
+        self.limits = config.job.limits
         self.step = None
         self.read_frame = None
         self.states = {}
@@ -380,6 +370,7 @@ class MatchWatchlist(KeyedBroadcastProcessFunction):
     def __init__(self, config: Config):
         m = config.job.watchlist
         self.evidence_max_bytes = m.evidence_max_bytes
+        self.limits = config.job.limits
         self.config = config
         self.read_frame = None
         self.face_decider = wl.FaceMatchDecider(m)
@@ -468,7 +459,10 @@ class MatchWatchlist(KeyedBroadcastProcessFunction):
                 jpeg = None
         if not jpeg:  # the frame left the store already: the alert goes out without a crop
             return alerts
-        image = frames.decode_jpeg(jpeg)
+        try:
+            image = frames.decode_jpeg(jpeg, self.limits)
+        except frames.BadFrame:  # the alert still goes out, with its JSON evidence
+            return alerts
         for alert in alerts:
             rows = [i for i, t in enumerate(objects.tracker_id) if t == alert.get("track_id")]
             row = rows[0] if rows else int(objects.confidence.argmax())

@@ -23,6 +23,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from .detections import FrameAnalysis
 
@@ -63,8 +64,7 @@ class BadFrame(ValueError):
         return f"{self.reason_code}: {self.message}"
 
 
-@dataclass(frozen=True)
-class FrameLimits:
+class FrameLimits(BaseModel):
     """What a frame may weigh, how much decoder work it may cost, and how far its timestamp
     may stray from ``now_ms``.
 
@@ -77,14 +77,22 @@ class FrameLimits:
     blow up whatever scales frames to a fixed width (panoramic cameras reach about 8).
     """
 
-    max_jpeg_bytes: int = 4 * 1024 * 1024
-    max_pixels: int = 8_294_400  # 3840 x 2160
-    max_future_skew_ms: int = 60_000
-    max_age_ms: int = 7 * 24 * 3600 * 1000
-    max_scans: int = 32
-    max_pixel_passes: float = 16.0
-    max_aspect_ratio: float = 16.0
-    max_segments: int = 512  # marker segments in one JPEG (a real one has 10-80)
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_jpeg_bytes: int = Field(4 * 1024 * 1024, ge=1, description="larger JPEGs are dead letters")
+    max_pixels: int = Field(3840 * 2160, ge=1, description=(
+        "larger frames are dead letters (read from the header, before decoding)"))
+    max_future_skew_ms: int = Field(5_000, ge=0, description=(
+        "capture times further ahead of the clock are dead letters; at most the job's "
+        "out_of_orderness_ms, or one fast camera's frames would make the others' late"))
+    max_age_ms: int = Field(7 * 24 * 3600 * 1000, ge=0, description="older capture times are dead letters")
+    max_scans: int = Field(32, ge=1, description="scans of a progressive JPEG (a real one has 6-10)")
+    max_pixel_passes: float = Field(16.0, gt=0, description=(
+        "pixels x scans, in frames of max_pixels: bounds a progressive JPEG's decoding work"))
+    max_aspect_ratio: float = Field(16.0, ge=1, description=(
+        "longer side / shorter side (panoramic cameras reach about 8)"))
+    max_segments: int = Field(512, ge=16, description="marker segments in one JPEG (a real one has 10-80)")
 
 
 DEFAULT_LIMITS = FrameLimits()

@@ -18,13 +18,13 @@ from pydantic import Field, ValidationError, model_validator
 from camflow.config.base import Strict
 from camflow.config.cameras import CAMERA_ID, Camera, DetectorOverrides, Location
 from camflow.config.console import Console, ConsoleUser
-from camflow.config.job import Job, Limits
+from camflow.config.job import Job
 from camflow.config.kafka import Kafka, KafkaSecurity, Topics
 from camflow.config.notify import NotifyConfig
 from camflow.config.store import FrameStore, Store
 
 __all__ = ["CAMERA_ID", "Camera", "Config", "ConfigError", "Console", "ConsoleUser",
-           "DetectorOverrides", "FrameStore", "Job", "Kafka", "KafkaSecurity", "Limits",
+           "DetectorOverrides", "FrameStore", "Job", "Kafka", "KafkaSecurity",
            "Location", "NotifyConfig", "Store", "Topics", "load_config"]
 
 

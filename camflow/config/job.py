@@ -2,22 +2,16 @@
 with. Each perception domain owns its settings model (``transforms/``); this composes them."""
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from camflow.config.base import Strict
 from camflow.transforms.anomaly import AnomalyConfig, LivenessConfig
 from camflow.transforms.detect import DetectorConfig
+from camflow.transforms.frames import FrameLimits
 from camflow.transforms.motion import MotionGateConfig
 from camflow.transforms.recognition import RecognitionPolicy
 from camflow.transforms.tracking import TrackerConfig
 from camflow.transforms.watchlist import MatchingConfig
-
-
-class Limits(Strict):
-    max_jpeg_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="larger JPEGs are dead letters")
-    max_pixels: int = Field(3840 * 2160, ge=64 * 64, description="larger frames are dead letters (checked before decoding)")
-    max_future_skew_ms: int = Field(60_000, ge=0, description="capture times further ahead of the clock are dead letters")
-    max_age_ms: int = Field(7 * 24 * 3600 * 1000, ge=0, description="older capture times are dead letters")
 
 
 class Job(Strict):
@@ -43,10 +37,24 @@ class Job(Strict):
     watchlist: MatchingConfig = MatchingConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
     liveness: LivenessConfig = LivenessConfig()
-    limits: Limits = Limits()
+    limits: FrameLimits = FrameLimits()
     reject_unknown_cameras: bool = Field(True, description="frames from cameras not in the config go to dead-letters")
     flink_options: dict[str, str] = Field(default_factory=dict, description=(
         "extra Flink options for the job, e.g. {'rest.port': '8082'} to serve the embedded "
         "mini-cluster's REST API (metrics) on a fixed port, or a metrics reporter"))
     rest_url: str | None = Field("http://localhost:8081", description=(
         "Flink REST API that `camflow status` asks for job health (None: do not ask)"))
+
+    @model_validator(mode="after")
+    def _future_skew_within_out_of_orderness(self) -> "Job":
+        """A frame stamped ahead of the clock moves its partition's watermark ahead by as much:
+        beyond the out-of-orderness, the other cameras' frames become late for their windows.
+        Unset, the skew allowed is the smaller of its default and the out-of-orderness."""
+        skew, lag = self.limits.max_future_skew_ms, self.out_of_orderness_ms
+        if skew > lag:
+            if "max_future_skew_ms" in self.limits.model_fields_set:
+                raise ValueError(f"limits.max_future_skew_ms ({skew}) must not exceed "
+                                 f"out_of_orderness_ms ({lag})")
+            self.limits = self.limits.model_copy(update={"max_future_skew_ms": lag})
+        return self
+

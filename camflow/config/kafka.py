@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from camflow.config import kafka_security
 from camflow.config.base import Strict
 
 
@@ -22,7 +23,10 @@ class KafkaSecurity(Strict):
     password_file: Path | None = Field(None, description="...or a file holding it")
     ssl_ca_location: Path | None = Field(None, description="PEM file of the CA that signed the brokers")
     ssl_certificate_location: Path | None = Field(None, description="client certificate (PEM), for mutual TLS")
-    ssl_key_location: Path | None = Field(None, description="its private key (PEM)")
+    ssl_key_location: Path | None = Field(None, description="its private key (PEM, PKCS#8)")
+    oauth_token_endpoint_url: str | None = Field(None, description=(
+        "OAUTHBEARER: the OIDC token endpoint (username = client id, password = client secret)"))
+    oauth_scope: str | None = Field(None, description="OAUTHBEARER: the scope asked for")
 
     def password(self) -> str | None:
         if self.password_env:
@@ -58,38 +62,15 @@ class Kafka(Strict):
 
     def client_conf(self) -> dict[str, str]:
         """Settings shared by every librdkafka client (sampler, sink, tools)."""
-        conf = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security.protocol}
-        sec = self.security
-        if sec.sasl_mechanism:
-            conf["sasl.mechanism"] = sec.sasl_mechanism
-        if sec.username:
-            conf["sasl.username"] = sec.username
-        password = sec.password()
-        if password is not None:
-            conf["sasl.password"] = password
-        for key, value in (("ssl.ca.location", sec.ssl_ca_location),
-                           ("ssl.certificate.location", sec.ssl_certificate_location),
-                           ("ssl.key.location", sec.ssl_key_location)):
-            if value:
-                conf[key] = str(value)
-        return conf
+        return {"bootstrap.servers": self.bootstrap_servers,
+                **kafka_security.librdkafka_properties(
+                    **kafka_security.settings_of(self.security, self.security.password()))}
 
     def java_client_properties(self) -> dict[str, str]:
-        """The same settings for Flink's Java Kafka connector."""
-        props = {"security.protocol": self.security.protocol}
-        sec = self.security
-        if sec.sasl_mechanism:
-            props["sasl.mechanism"] = sec.sasl_mechanism
-            password = sec.password() or ""
-            module = ("org.apache.kafka.common.security.plain.PlainLoginModule"
-                      if sec.sasl_mechanism == "PLAIN"
-                      else "org.apache.kafka.common.security.scram.ScramLoginModule")
-            props["sasl.jaas.config"] = (f'{module} required username="{sec.username or ""}" '
-                                         f'password="{password}";')
-        if sec.ssl_ca_location:
-            props["ssl.truststore.type"] = "PEM"
-            props["ssl.truststore.location"] = str(sec.ssl_ca_location)
-        return props
+        """The same settings for Flink's Java Kafka connector (JAAS built with quoting, one
+        login module per mechanism, client certificates as a PEM keystore)."""
+        return kafka_security.java_client_properties(
+            **kafka_security.settings_of(self.security, self.security.password()))
 
     def registry_conf(self) -> dict[str, str] | None:
         return {"url": self.schema_registry_url} if self.schema_registry_url else None

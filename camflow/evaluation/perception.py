@@ -6,11 +6,11 @@ faces: ``labels.csv`` with ``file, person_id, multi_face, ...``; only ``multi_fa
     where no face is found gets a zero embedding (its pairs score 0: rejected).
     Identification: the first photo of each person enrolled in a FAISS ``IndexFlatIP``, every
     other photo of an enrolled person queried, top-1 must be the right person.
-plates: ``labels.csv`` with at least ``file, plate_text`` (``[0-9A-Z]``, no separators); other
-    columns are ignored.  Each image is read as a tight crop first; when nothing parses as a
-    plate, plates are searched in it: vehicle crops (the COCO detector restricted to car,
-    motorcycle, bus and truck), the plate detector and OCR text boxes on the whole image.  A
-    label counts as read when any plate read from its image equals it.
+plates: ``labels.csv`` with at least ``file, plate_text`` (``[0-9A-Z]``, no separators) and
+    optionally ``plate_box``; other columns are ignored.  Each image is read as a tight crop
+    first; when that is no confident plate reading, plates are searched in it (clp-det, text
+    lines, small vehicles zoomed).  A label counts as read when any plate read from its image
+    equals it, and as found when a reading's box overlaps its box (IoU >= 0.5).
 """
 from __future__ import annotations
 
@@ -132,55 +132,110 @@ def _char_accuracy(pred: str, truth: str) -> float:
 
 
 def vehicle_detector(model: str = "centernet-coco", threads: int = 1):
-    """The COCO object detector restricted to plate-carrying vehicles (car, motorcycle, bus,
-    truck): a callable BGR image -> ``Detections``."""
-    from camflow.transforms.detect import ObjectDetector
-    from camflow.transforms.plates import PLATE_VEHICLE_CLASSES
+    """The COCO object detector restricted to vehicles: a callable BGR image -> ``Detections``."""
+    from camflow.core.perception import vehicle_detector as _vehicle_detector
 
-    return ObjectDetector.from_manifest(model, threads=threads, classes=list(PLATE_VEHICLE_CLASSES))
+    return _vehicle_detector(model, threads=threads)
 
 
-def eval_plates(images_dir: str | Path, labels_csv: str | Path, vehicles=None) -> dict:
-    """Exact-match and character accuracy of plate reading; uses only ``file`` and ``plate_text``.
+def _box_iou(a, b) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
 
-    ``vehicles``: callable image -> vehicle ``Detections`` used on whole-scene images
-    (default: ``vehicle_detector()``; ``False``: no vehicle search).
+
+def _xyxy(quad) -> list[float]:
+    q = np.asarray(quad, np.float32).reshape(-1, 2)
+    return [float(v) for v in (*q.min(0), *q.max(0))]
+
+
+def _parse_box(text: str) -> list[float] | None:
+    try:
+        box = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        return None
+    return box if len(box) == 4 and box[2] > box[0] and box[3] > box[1] else None
+
+
+def eval_plates(images_dir: str | Path, labels_csv: str | Path, vehicles=None, threads: int = 1,
+                recogniser=None, iou: float = 0.5) -> dict:
+    """Plate finding and reading on labelled still images (tight crops or whole scenes).
+
+    Labels: ``file``, ``plate_text`` (``[0-9A-Z]``), optionally ``plate_box`` (``x1 y1 x2 y2``
+    pixels); other columns are ignored. Each image is read by ``PlateRecogniser.search_image``
+    (as a crop first, else searched: clp-det, text lines, and the vehicles too small for the
+    whole-image pass, found by ``vehicles``: a callable image -> vehicle ``Detections``,
+    default ``vehicle_detector()``, ``False`` for none).
+
+    * ``exact``: labels read exactly by any reading of their image; ``char_accuracy``: best
+      1 - normalised edit distance;
+    * ``plate_recall`` (labels with a box): a reading's box overlaps the label's at IoU >=
+      ``iou``; ``candidate_recall``: a plate candidate that was read (parsed or not) did;
+    * ``ms_per_image``, ``ms_per_plate`` (total time / labels), on ``threads`` ONNX threads;
+    * ``misses``: each label not read exactly, with ``kind`` ``not_found`` (no reading at its
+      place; ``candidate_iou`` tells a finder miss from a candidate that did not read as a
+      plate) or ``misread`` (a reading at its place, wrong text), and what was read.
     """
-    from camflow.transforms.plates import normalise_text, read_plates_in_image
+    from camflow.transforms.plates import PlateRecogniser, normalise_text
 
     if vehicles is None:
-        vehicles = vehicle_detector()
+        vehicles = vehicle_detector(threads=threads)
     elif vehicles is False:
         vehicles = None
+    recogniser = recogniser or PlateRecogniser(threads=threads)
 
     images_dir = Path(images_dir)
-    labels: dict[str, list[str]] = defaultdict(list)
+    labels: dict[str, list[tuple[str, list[float] | None]]] = defaultdict(list)
     for r in _read_rows(labels_csv):
         if r.get("file"):
-            labels[r["file"]].append(normalise_text(r.get("plate_text", "")))
-    n = exact = 0
+            labels[r["file"]].append((normalise_text(r.get("plate_text", "")),
+                                      _parse_box(r.get("plate_box", ""))))
+    n = exact = boxed = found = cand_found = 0
     char_acc = 0.0
     ms = []
     misses = []
     for fname, truths in labels.items():
         image = _imread(images_dir / fname)
         t0 = time.perf_counter()
-        reads = read_plates_in_image(image, vehicle_detector=vehicles) if image is not None else []
+        reads, cands = recogniser.search_image(image, vehicles) if image is not None else ([], [])
         ms.append((time.perf_counter() - t0) * 1000)
         texts = [p.text for p in reads]
-        for truth in truths:
+        for truth, box in truths:
             n += 1
+            here = reads
+            cand_iou = None
+            if box is not None:
+                boxed += 1
+                here = [p for p in reads if p.box is not None and _box_iou(box, _xyxy(p.box)) >= iou]
+                cand_iou = max((_box_iou(box, _xyxy(q)) for q in cands), default=0.0)
+                found += bool(here)
+                cand_found += cand_iou >= iou or bool(here)
             if truth in texts:
                 exact += 1
                 char_acc += 1.0
-            else:
-                char_acc += max((_char_accuracy(t, truth) for t in texts), default=0.0)
-                misses.append({"file": fname, "truth": truth, "read": texts})
-    return {
+                continue
+            char_acc += max((_char_accuracy(t, truth) for t in texts), default=0.0)
+            miss = {"file": fname, "truth": truth, "kind": "misread" if here else "not_found",
+                    "read_here": [p.text for p in here], "read": texts}
+            if cand_iou is not None:
+                miss["candidate_iou"] = round(cand_iou, 2)
+            misses.append(miss)
+    out = {
         "plates": n,
         "exact": exact / n if n else 0.0,
         "char_accuracy": char_acc / n if n else 0.0,
         "ms_per_plate": float(np.sum(ms) / n) if n else 0.0,
+        "ms_per_image": float(np.mean(ms)) if ms else 0.0,
         "images": len(labels),
-        "misses": misses,
+        "threads": threads,
     }
+    if boxed:
+        out["plates_with_box"] = boxed
+        out["plate_recall"] = found / boxed
+        out["candidate_recall"] = cand_found / boxed
+    out["not_found"] = sum(m["kind"] == "not_found" for m in misses)
+    out["misread"] = sum(m["kind"] == "misread" for m in misses)
+    out["misses"] = misses
+    return out

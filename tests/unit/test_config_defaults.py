@@ -66,3 +66,13 @@ def test_every_config_field_says_what_it_is():
 def _is_model(annotation) -> bool:
     from pydantic import BaseModel
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def test_the_future_skew_allowed_never_exceeds_the_out_of_orderness():
+    import pytest
+    assert Config().job.limits.max_future_skew_ms <= Config().job.out_of_orderness_ms
+    tight = Config.model_validate({"job": {"out_of_orderness_ms": 1000}})
+    assert tight.job.limits.max_future_skew_ms == 1000
+    with pytest.raises(ValueError, match="max_future_skew_ms"):
+        Config.model_validate({"job": {"out_of_orderness_ms": 1000,
+                                       "limits": {"max_future_skew_ms": 2000}}})

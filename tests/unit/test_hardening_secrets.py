@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from camflow.core.kafka_security import (OAUTHBEARER_MODULE, PLAIN_MODULE, SCRAM_MODULE,
+from camflow.config.kafka_security import (OAUTHBEARER_MODULE, PLAIN_MODULE, SCRAM_MODULE,
                                          KafkaSecurityError, jaas_config, jaas_quote,
                                          java_client_properties, librdkafka_properties,
                                          redacted, settings_of)
