@@ -84,9 +84,10 @@ POSE_EVERY_MS = 400
 # Where a lost person is searched for, around the ground point where they were last seen, in
 # heights of their standing box: a person who falls lies within about one height of their feet.
 SEARCH_SIDE, SEARCH_ABOVE, SEARCH_BELOW = 1.1, 1.0, 0.5
-# A box whose bottom is this close (pixels) to the frame's bottom edge is cut off: its shape
-# says nothing about lying.
-EDGE_PX = 2
+SEARCH_STANDING_STOP = 2  # searches that found it standing before they stop (see _fall_search)
+# A box whose bottom is this close (pixels, or fraction of the frame's height) to the frame's
+# bottom edge is cut off: its shape says nothing about lying.
+EDGE_PX, EDGE = 2, 0.01
 
 PersonDown = Callable[..., Any]  # (image, box, search=False) -> Posture | None
 
@@ -135,7 +136,7 @@ def persist(record: dict[str, Any] | None, holds: bool | None, now: int, hold_ms
 def _new_fall() -> dict[str, Any]:
     return {"up_ms": None, "up_box": None, "up_ratio": None, "left_ms": None, "episode": None,
             "confirmed": None, "pose_ms": None, "posture": None, "found": None,
-            "searched": False}
+            "searched": 0}
 
 
 def new_state() -> dict[str, Any]:
@@ -155,7 +156,7 @@ def new_state() -> dict[str, Any]:
                   "confirmed": None | {"by": "pose" | "box" | "collapse", "ms": int, ...},
                   "pose_ms", "posture",             # last pose call and its verdict
                   "found",                          # where a lost person was found lying
-                  "searched"},                      # lost, and a search found someone standing
+                  "searched"},                      # searches that found it standing since lost
          "run": record | None,
          "owners": [track_id], "owner_near_ms": int | None, "litter": record | None}
 
@@ -577,7 +578,8 @@ class SceneBehaviour:
                 if pose is None or (episode is not None and episode["fired"]) or not (
                         recent or (fall["confirmed"] is not None and episode is not None)):
                     continue
-                if fall["confirmed"] is None and (fall["searched"] or self._left_view(track)):
+                if fall["confirmed"] is None and (fall["searched"] >= SEARCH_STANDING_STOP
+                                                  or self._left_view(track)):
                     continue
                 track = tracks[tid] = _copy_track(track)
                 fall = track["fall"]
@@ -602,7 +604,8 @@ class SceneBehaviour:
         recent = fall["up_ms"] is not None and now - fall["up_ms"] <= rule.upright_within_ms
         confirm, called = None, 0
         if not standing and recent and fall["confirmed"] is None:
-            box_lying = ratio <= rule.lying_ratio and gy < 1.0 - EDGE_PX / height
+            box_lying = (ratio <= rule.lying_ratio and gy < 1.0 - max(EDGE_PX / height, EDGE)
+                         and self._over_feet(fall["up_box"], box))
             dropped = self._dropped(fall["up_box"], box)
             collapse = dropped and ratio <= (rule.upright_ratio + rule.lying_ratio) / 2
             if pose is None:
@@ -620,7 +623,7 @@ class SceneBehaviour:
                     confirm = "pose"
                 elif verdict == "unknown":  # the pose cannot tell: the box decides
                     confirm = "box" if box_lying else "collapse" if collapse else None
-        fall["searched"] = False
+        fall["searched"] = 0
         if standing:
             fall.update(up_ms=now, up_box=box, up_ratio=ratio, left_ms=None, confirmed=None,
                         found=None)
@@ -645,7 +648,11 @@ class SceneBehaviour:
         posture = pose(image, self._search_region(fall, track, width, height), search=True)
         fall["pose_ms"], fall["posture"] = now, _posture_record(posture)
         if posture is not None and posture.verdict == "standing":
-            fall["searched"] = True  # someone stands there: no more searches until it is seen
+            # Still on their feet (a fall may only be starting): standing from now on. Found
+            # standing twice, they most likely stand there undetected: no more searches until
+            # the track is seen again (each search costs a model run).
+            fall["up_ms"], fall["left_ms"] = now, None
+            fall["searched"] += 1
         if posture is None or posture.verdict != "lying":
             return None, 1
         if fall["confirmed"] is None and recent:
@@ -666,12 +673,25 @@ class SceneBehaviour:
     @staticmethod
     def _dropped(up_box, box) -> bool:
         """The box's top fell by COLLAPSE_DROP of the standing box's height while its bottom
-        rose by less than COLLAPSE_RISE of it (rising: walking away from the camera)."""
+        rose by less than COLLAPSE_RISE of it (rising: walking away from the camera), and it
+        still spans where the standing person's feet were (a person falls from their feet;
+        a track that jumped to someone else nearby does not)."""
         if up_box is None:
             return False
         up_h = max(up_box[3] - up_box[1], 1e-6)
         return (box[1] - up_box[1] >= COLLAPSE_DROP * up_h
-                and up_box[3] - box[3] < COLLAPSE_RISE * up_h)
+                and up_box[3] - box[3] < COLLAPSE_RISE * up_h
+                and SceneBehaviour._over_feet(up_box, box))
+
+    @staticmethod
+    def _over_feet(up_box, box) -> bool:
+        """``box`` spans (give or take a quarter of its width) where the standing box's feet
+        were: a person falls from where they stood. True without a standing box."""
+        if up_box is None:
+            return True
+        feet = (up_box[0] + up_box[2]) / 2
+        margin = (up_box[2] - up_box[0]) / 4
+        return box[0] - margin <= feet <= box[2] + margin
 
     @staticmethod
     def _search_region(fall, track, width, height) -> tuple[float, float, float, float]:

@@ -239,6 +239,37 @@ class TextDetector:
             quads = quads * np.array([w / nw, h / nh], np.float32)
         return quads, scores
 
+    def tiled(self, image: np.ndarray, work_side: int, tile: int = 960, overlap: int = 64
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Text lines with the image at ``work_side`` px (longer side), detected in tiles of at
+        most ``tile`` px there (overlapping by ``overlap``): a fine pass over a big image,
+        for small text, at the cost of one pass per tile."""
+        h, w = image.shape[:2]
+        s = work_side / max(h, w)
+        t, o = int(round(tile / s)), int(round(overlap / s))
+        if max(h, w) <= t:
+            return self(image, max_side=work_side)
+
+        def starts(n: int) -> list[int]:
+            if n <= t:
+                return [0]
+            k = math.ceil((n - o) / (t - o))
+            return [int(round(i * (n - t) / (k - 1))) for i in range(k)]
+
+        quads, scores = [], []
+        for y in starts(h):
+            for x in starts(w):
+                sub = image[y:y + t, x:x + t]
+                q, sc = self(sub, max_side=int(round(max(sub.shape[:2]) * s)), max_scale=1.0)
+                if len(q):
+                    quads.append(q + np.array([x, y], np.float32))
+                    scores.append(sc)
+        if not quads:
+            return np.zeros((0, 4, 2), np.float32), np.zeros(0, np.float32)
+        quads, scores = np.concatenate(quads), np.concatenate(scores)
+        keep = nms(np.concatenate([quads.min(1), quads.max(1)], 1), scores, 0.5)
+        return quads[keep], scores[keep]
+
     def _boxes(self, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         bitmap = (prob > self.thresh).astype(np.uint8)
         bitmap = cv2.dilate(bitmap, np.ones((2, 2), np.uint8))
@@ -292,6 +323,12 @@ def plate_candidates_from_lines(quads: np.ndarray, scores: np.ndarray,
     n = len(quads)
     sizes = [quad_size(q) for q in quads]
     centres = [q.mean(0) for q in quads]
+    axes = []
+    for q in quads:
+        q = order_quad(q)
+        ux = (q[1] - q[0] + q[2] - q[3]) / 2
+        ux = ux / max(float(np.linalg.norm(ux)), 1e-6)
+        axes.append((ux, np.array([-ux[1], ux[0]], np.float32)))
     used_pairs = set()
     for i in range(n):
         wi, hi = sizes[i]
@@ -303,13 +340,16 @@ def plate_candidates_from_lines(quads: np.ndarray, scores: np.ndarray,
             wj, hj = sizes[j]
             if hj < 5 or wj < 1.0 * hj:
                 continue
-            ci, cj = centres[i], centres[j]
-            dy = cj[1] - ci[1]
-            if not (0.6 * max(hi, hj) <= dy <= 2.2 * max(hi, hj)):
-                continue  # j must lie below i, close
+            # j must lie below i (along i's own up-down direction: tilted plates), close,
+            # and roughly centred under it; the detector's boxes are grown, so they may overlap
+            ux, uy = axes[i]
+            d = centres[j] - centres[i]
+            dy, dx = float(d @ uy), float(d @ ux)
+            if not (0.35 * max(hi, hj) <= dy <= 2.2 * max(hi, hj)):
+                continue
             if not (0.5 <= hj / hi <= 2.0 and 0.4 <= wj / wi <= 2.5):
                 continue
-            if abs(cj[0] - ci[0]) > 0.45 * max(wi, wj):
+            if abs(dx) > 0.45 * max(wi, wj):
                 continue
             qi, qj = order_quad(quads[i]), order_quad(quads[j])
             out.append({"lines": [qi, qj], "quad": _union_quad(qi, qj),
@@ -638,7 +678,7 @@ class PlateRecogniser:
 
     def __init__(self, finder: PlateFinder | None = None, reader: PlateReader | None = None,
                  threads: int = 1, vehicle_min_height: int = 48, vehicle_crop_height: int = 480,
-                 max_plates: int = 8, scene_text_side: int = 960, large_text_side: int = 1280,
+                 max_plates: int = 8, scene_text_side: int = 960, fine_text_side: int = 1920,
                  vehicle_text_side: int = 640, vehicle_plate_sizes: Sequence[int] = (640,),
                  zoom_below: int = 240, crop_accept: float = 0.8):
         self.finder = finder or PlateFinder(threads=threads)
@@ -647,7 +687,7 @@ class PlateRecogniser:
         self.vehicle_crop_height = vehicle_crop_height
         self.max_plates = max_plates
         self.scene_text_side = scene_text_side
-        self.large_text_side = large_text_side
+        self.fine_text_side = fine_text_side
         self.vehicle_text_side = vehicle_text_side
         self.vehicle_plate_sizes = tuple(vehicle_plate_sizes)
         self.zoom_below = zoom_below
@@ -664,10 +704,23 @@ class PlateRecogniser:
         return out
 
     def text_side_for(self, region: np.ndarray) -> int:
-        """The text detector's working size for a region: ``scene_text_side``, larger for big
-        photos (small plates in a 12 MP photo have too few pixels at 960)."""
-        longer = max(region.shape[:2])
-        return self.scene_text_side if longer <= 2 * self.scene_text_side else self.large_text_side
+        """The text detector's (coarse) working size for a region."""
+        return self.scene_text_side
+
+    def detect_lines(self, region: np.ndarray, text_side: int | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Text lines in a region: one pass at ``text_side`` (default ``scene_text_side``);
+        a region more than twice that size also gets a fine pass in tiles at
+        ``fine_text_side`` (small plates in a big photo have too few pixels at 960)."""
+        side = text_side or self.scene_text_side
+        quads, scores = self.reader.det(region, max_side=side, min_side=64)
+        if text_side is None and self.fine_text_side and max(region.shape[:2]) > 2 * side:
+            fq, fs = self.reader.det.tiled(region, min(self.fine_text_side, max(region.shape[:2])))
+            if len(fq):
+                quads, scores = np.concatenate([quads, fq]), np.concatenate([scores, fs])
+                keep = nms(np.concatenate([quads.min(1), quads.max(1)], 1), scores, 0.5)
+                quads, scores = quads[keep], scores[keep]
+        return quads, scores
 
     def read_region(self, region: np.ndarray, text_side: int | None = None,
                     text_region: tuple[float, float, float, float] | None = None,
@@ -695,8 +748,7 @@ class PlateRecogniser:
         ox, oy = int(x1 * w), int(y1 * h)
         sub = region[oy:int(y2 * h), ox:int(x2 * w)]
         if sub.size and min(sub.shape[:2]) >= 8:
-            quads, scores = self.reader.det(sub, max_side=text_side or self.text_side_for(sub),
-                                            min_side=64)
+            quads, scores = self.detect_lines(sub, text_side)
             line_cands = plate_candidates_from_lines(quads, scores, sub.shape[:2])
             for c in line_cands:
                 c["lines"] = [q + np.array([ox, oy], np.float32) for q in c["lines"]]

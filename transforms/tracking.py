@@ -201,6 +201,32 @@ def _observation(capture_ms: float, box: Box) -> Observation:
     return (float(capture_ms), (x1 + x2) / 2.0, float(y2), float(x2 - x1), float(y2 - y1))
 
 
+def _lookup_tables() -> tuple[np.ndarray, np.ndarray]:
+    """A per-channel lookup table that turns an HSV pixel into one of 8 x 3 x 5 cells (hue
+    eighth; saturation below MIN_SATURATION / below 128 / above; value below MIN_VALUE, then
+    quarters), and the [cells, part size] matrix that folds cell counts into a part's
+    histogram: coloured pixels (saturation and value at least the minimums) by hue x
+    saturation half, the others by value quarter. Vectorised, exact, a few C calls per box."""
+    levels = np.arange(256)
+    table = np.zeros((256, 1, 3), np.uint8)
+    table[:, 0, 0] = np.minimum(levels * HUE_BINS // 180, HUE_BINS - 1)
+    table[:, 0, 1] = np.where(levels < MIN_SATURATION, 0, np.where(levels < 128, 1, 2))
+    table[:, 0, 2] = np.where(levels < MIN_VALUE, 0, 1 + np.minimum(levels // 64, 3) * (levels >= 64))
+    value_quarter = (0, 0, 1, 2, 3)  # value cell -> grey bin
+    fold = np.zeros((HUE_BINS, 3, 5, HUE_BINS * SAT_BINS + GREY_BINS))
+    for h in range(HUE_BINS):
+        for s in range(3):
+            for v in range(5):
+                if s == 0 or v == 0:
+                    fold[h, s, v, HUE_BINS * SAT_BINS + value_quarter[v]] = 1.0
+                else:
+                    fold[h, s, v, h * SAT_BINS + (s - 1)] = 1.0
+    return table, fold.reshape(HUE_BINS * 15, -1)
+
+
+_CELL_TABLE, _CELL_FOLD = _lookup_tables()
+
+
 def colour_histograms(image: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
     """[N, APPEARANCE_SIZE] appearance histograms of the boxes in a BGR ``image``; each row sums
     to 1, or is all zeros where the box is too small or outside the image."""
@@ -208,30 +234,32 @@ def colour_histograms(image: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
     if image is None or not len(xyxy):
         return out
     height, width = image.shape[:2]
-    part_size = HUE_BINS * SAT_BINS + GREY_BINS
     for row, (x1, y1, x2, y2) in enumerate(np.asarray(xyxy, np.float64)):
         w, h = x2 - x1, y2 - y1
         xa, xb = int(max(0.0, x1 + SIDE_TRIM * w)), int(min(width, x2 - SIDE_TRIM * w))
-        if xb - xa < MIN_CROP_PX:
+        ya, yb = int(max(0.0, y1 + BODY_PARTS[0][0] * h)), int(min(height, y1 + BODY_PARTS[-1][1] * h))
+        if xb - xa < MIN_CROP_PX or yb - ya < MIN_CROP_PX * len(BODY_PARTS):
             continue
-        parts = []
+        cell = cv2.LUT(cv2.cvtColor(np.ascontiguousarray(image[ya:yb, xa:xb]),
+                                    cv2.COLOR_BGR2HSV), _CELL_TABLE)
+        cell = cell[..., 0] * 15 + cell[..., 1] * 5 + cell[..., 2]  # < 120: fits uint8
+        cells = []
         for top, bottom in BODY_PARTS:
-            ya, yb = int(max(0.0, y1 + top * h)), int(min(height, y1 + bottom * h))
-            if yb - ya < MIN_CROP_PX:
+            pa = int(max(0.0, y1 + top * h)) - ya
+            pb = min(int(min(height, y1 + bottom * h)) - ya, yb - ya)
+            if pb - pa < MIN_CROP_PX:
                 break
-            hsv = cv2.cvtColor(image[ya:yb, xa:xb], cv2.COLOR_BGR2HSV).reshape(-1, 3)
-            hue, sat, val = (hsv[:, i].astype(np.int32) for i in range(3))
-            coloured = (sat >= MIN_SATURATION) & (val >= MIN_VALUE)
-            bins = np.where(
-                coloured,
-                (hue * HUE_BINS // 180) * SAT_BINS + np.minimum(sat * SAT_BINS // 256, SAT_BINS - 1),
-                HUE_BINS * SAT_BINS + np.minimum(val * GREY_BINS // 256, GREY_BINS - 1),
-            )
-            counts = np.bincount(bins, minlength=part_size).astype(np.float64)
-            parts.append(counts / counts.sum())
-        if len(parts) == len(BODY_PARTS):
-            out[row] = np.concatenate(parts) / len(BODY_PARTS)
+            cells.append(np.bincount(cell[pa:pb].ravel(), minlength=HUE_BINS * 15))
+        if len(cells) == len(BODY_PARTS):
+            parts = np.stack(cells).astype(np.float64) @ _CELL_FOLD
+            out[row] = (parts / parts.sum(axis=1, keepdims=True)).ravel() / len(BODY_PARTS)
     return out
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2.0
 
 
 def hellinger(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -305,9 +333,9 @@ class Tracker:
             if track.appearance:
                 w = config.appearance_smoothing
                 mixed = w * appearance + (1.0 - w) * np.asarray(track.appearance)
-                track.appearance = tuple(float(v) for v in mixed / mixed.sum())
+                track.appearance = tuple((mixed / mixed.sum()).tolist())
             else:
-                track.appearance = tuple(float(v) for v in appearance)
+                track.appearance = tuple(appearance.tolist())
 
     # --------------------------------------------------------------------------- matching
 
@@ -332,7 +360,7 @@ class Tracker:
             px, py, _ = self._predicted(track, capture_ms)
             # The track's size: the median of its recent heights, so that one box cut short
             # by an occluder neither shrinks the gate nor fails the size check.
-            height = max(float(np.median([o[4] for o in track.history])), 1.0) \
+            height = max(_median([o[4] for o in track.history]), 1.0) \
                 if track.history else max(track.box[3] - track.box[1], 1.0)
             seconds = max(0, capture_ms - track.last_seen_ms) / 1000.0
             # A track seen once has no velocity yet: it may have gone anywhere a person walks.
@@ -441,7 +469,7 @@ class Tracker:
                 last_seen_ms=capture_ms,
                 confidence=float(confidence[row]),
                 history=(_observation(capture_ms, box),),  # type: ignore[arg-type]
-                appearance=(tuple(float(v) for v in appearance[row])
+                appearance=(tuple(appearance[row].tolist())
                             if appearance is not None and appearance[row].any() else ()),
             )
             next_id += 1

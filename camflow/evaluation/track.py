@@ -25,6 +25,7 @@ Prints one line per rate and, last, one JSON object keyed by fps.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -97,28 +98,21 @@ def sample_video(video: str | Path, fps: float, max_width: int = 960,
         yield Sample(frame.sequence, frame.capture_ms, image)
 
 
-def load_detector(config):
-    """The configured detector, loaded as the job loads it (``jobs/operators.load_detector``):
-    the model must be built and verified, never built here."""
-    from camflow.models import registry
-    from camflow.transforms.detect import ObjectDetector
+def load_detector(config, camera_id: str | None = None) -> Callable[[np.ndarray], Any]:
+    """The configured detector, loaded as the job loads it (``camflow.core.perception``: the
+    model must be built and verified, never built here), keeping what the camera's score
+    threshold keeps."""
+    from camflow.core.perception import camera_settings, detector_for_cameras
 
-    s = config.job.detector
-    if not registry.verify(s.model):
-        raise RuntimeError(f"model {s.model!r} is missing or fails its sha256 check in "
-                           f"{registry.models_dir()}: run `camflow models build` first")
-    return ObjectDetector.from_manifest(s.model, build=False, threads=s.threads,
-                                        classes=s.classes, score_threshold=s.score_threshold,
-                                        iou_threshold=s.nms_iou, input_size=s.input_size)
+    detector = detector_for_cameras(config)
+    threshold = camera_settings(config)(camera_id or "").score_threshold
 
-
-def _frame_analysis(camera_id: str, sample: Sample, detections):
-    from camflow.transforms.detections import FrameAnalysis
-
-    height, width = sample.image.shape[:2]
-    return FrameAnalysis(camera_id=camera_id, capture_ms=sample.capture_ms,
-                         sequence=sample.index, width=width, height=height, jpeg=b"",
-                         detections=detections)
+    def detect(image: np.ndarray):
+        detections = detector(image)
+        if threshold is not None:
+            detections = detections[detections.confidence >= threshold]
+        return detections
+    return detect
 
 
 def count_crossings(scene, frames: Iterable[tuple[int, Any]], width: int, height: int,
@@ -179,21 +173,19 @@ def track_samples(tracker, samples: Iterable[Sample], detect: Callable[[Sample],
 
     state = TrackerState()
     out, spent = [], 0.0
+    # The appearance cue needs the frame; a tracker without it (e.g. a baseline) gets none.
+    takes_image = "image" in inspect.signature(tracker.update).parameters
     for sample in samples:
         detections = detect(sample)
         t0 = time.perf_counter()
-        update = _update(tracker, state, detections, sample)
+        if takes_image:
+            update = tracker.update(state, detections, sample.capture_ms, image=sample.image)
+        else:
+            update = tracker.update(state, detections, sample.capture_ms)
         spent += time.perf_counter() - t0
         state = update.state
         out.append((sample, update.detections))
     return out, (spent * 1000.0 / len(out) if out else 0.0)
-
-
-def _update(tracker, state, detections, sample):
-    try:
-        return tracker.update(state, detections, sample.capture_ms, image=sample.image)
-    except TypeError:  # a tracker without the appearance cue
-        return tracker.update(state, detections, sample.capture_ms)
 
 
 def evaluate_rate(tracker, samples: Iterable[Sample], detect: Callable[[Sample], Any],
@@ -251,7 +243,7 @@ def eval_track(video: str | Path, gt_path: str | Path, fps_list: Iterable[float]
         nonlocal detector
         if sample.index not in cache:
             if detector is None:
-                detector = load_detector(config)
+                detector = load_detector(config, camera_id)
             cache[sample.index] = detector(sample.image)
         return cache[sample.index]
 

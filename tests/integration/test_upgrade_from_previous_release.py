@@ -110,11 +110,14 @@ def test_a_checkpoint_of_the_previous_release_restores(previous_release, live_co
         "sliding_window_ms": 0, "out_of_orderness_ms": 1000, "idleness_ms": 1000,
         "detector": {"threads": 1}, "recognition": {"faces": False, "plates": False}})
     config_path = tmp_path / "previous.yaml"
-    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_none=True)))
+    # only what is set: the previous release knows none of the settings added since
+    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
     start_ms = (int(time.time() * 1000) - 60_000) // WINDOW_MS * WINDOW_MS
     frames = list(sample_file(str(vtest_path), FPS, start_ms=start_ms, max_frames=2 * BATCH))
     analysed = lambda: len(_decoded(config, config.kafka.topics.analyses, "FrameAnalysis"))
-    checkpoints = lambda: sorted((tmp_path / "checkpoints").glob("*/chk-*/_metadata"))
+    # Flink retains the latest completed checkpoint only: its number says how many there were.
+    checkpoints = lambda: max((int(p.parent.name.removeprefix("chk-")) for p in
+                               (tmp_path / "checkpoints").glob("*/chk-*/_metadata")), default=0)
 
     sent = _publish(config, frames[:BATCH])
     log = tmp_path / "previous.log"
@@ -122,11 +125,10 @@ def test_a_checkpoint_of_the_previous_release_restores(previous_release, live_co
                     pythonpath=previous_release)
     try:
         _wait(lambda: analysed() >= BATCH, f"{BATCH} frames analysed", previous, log)
-        seen = len(checkpoints())
-        _wait(lambda: len(checkpoints()) > seen, "checkpointed after them", previous, log)
+        seen = checkpoints()
+        _wait(lambda: checkpoints() > seen, "checkpointed after them", previous, log)
     finally:
         _stop(previous)
-    assert "previous-package" in log.read_text() or True  # the log names no paths; see below
     sent |= _publish(config, frames[BATCH:])
 
     log = tmp_path / "current.log"

@@ -6,10 +6,14 @@ import pytest
 
 from camflow.transforms.detections import Detections
 from camflow.transforms.tracking import (
+    APPEARANCE_SIZE,
     IouTracker,
+    Tracker,
     TrackerConfig,
     TrackerState,
     box_iou,
+    colour_histograms,
+    hellinger,
     tracked_ids,
 )
 
@@ -274,3 +278,172 @@ def test_config_is_validated():
         TrackerConfig(low_confidence=0.6, high_confidence=0.5)
     with pytest.raises(ValueError):
         TrackerConfig(min_hits=0)
+
+
+# ----------------------------------------------------------------------- low frame rates
+# At 1-4 frames/s people move more than their own width between samples: boxes of the same
+# person in consecutive frames do not overlap, and IoU matching alone loses every track.
+
+SECOND = 1_000
+RED, BLUE, GREEN = (30, 30, 200), (200, 60, 30), (40, 160, 40)  # BGR
+GREY = (128, 128, 128)
+
+
+def draw(people, size=(400, 800)) -> np.ndarray:
+    """A grey frame with each (box, (top colour, bottom colour)) painted as a person."""
+    image = np.full((*size, 3), 110, np.uint8)
+    for (x1, y1, x2, y2), (top, bottom) in people:
+        middle = int((y1 + y2) / 2)
+        image[int(y1):middle, int(x1):int(x2)] = top
+        image[middle:int(y2), int(x1):int(x2)] = bottom
+    return image
+
+
+def run_timed(tracker, frames, images=None, state=None, start_ms=T0, step_ms=SECOND):
+    """Like ``run`` but frames ``step_ms`` apart and optional images."""
+    state = state or TrackerState()
+    ids = []
+    for i, detections in enumerate(frames):
+        image = images[i] if images is not None else None
+        update = tracker.update(state, detections, start_ms + i * step_ms, image=image)
+        state = update.state
+        ids.append(update.detections.tracker_id.tolist())
+    return state, ids
+
+
+def test_low_rate_crossing_keeps_ids_without_box_overlap():
+    # 1 frame/s: A walks right and B left at 60 px/s, 40 px wide boxes, B 10 px lower. Each
+    # person's boxes in consecutive samples never overlap, and after the crossing each old box
+    # is nearer the *other* person's new box: IoU cannot match them, the prediction can.
+    tracker = Tracker(TrackerConfig(min_hits=2))
+    xs_a = [100 + 60 * i for i in range(9)]
+    xs_b = [560 - 60 * i for i in range(9)]
+    frames = [frame(person_at(a, y=100), person_at(b, y=110)) for a, b in zip(xs_a, xs_b)]
+    assert all(box_iou([frames[i].xyxy[0]], [frames[i + 1].xyxy[0]])[0, 0] == 0 for i in range(8))
+    state, ids = run_timed(tracker, frames)
+    assert ids[0] == [-1, -1]
+    assert all(frame_ids == [1, 2] for frame_ids in ids[1:])
+    assert state.confirmed_total == 2 and state.next_id == 3
+    # The velocity was measured from the detections: 60 px per second.
+    assert state.tracks[0].velocity[0] == pytest.approx(0.06)
+
+
+def test_low_rate_crossing_where_motion_misleads_is_held_by_appearance():
+    # 1 frame/s: A (red top, blue legs) and B (green top, grey legs) walk towards each other
+    # and stop where they meet. Motion predicts each where the *other* one stands; the colour
+    # histograms of the crops keep the ids. Without the image the same frames swap them.
+    tracker = Tracker(TrackerConfig(min_hits=2))
+    xs_a = [100, 160, 220, 220, 220]
+    xs_b = [400, 340, 280, 280, 280]
+    looks = [(RED, BLUE), (GREEN, GREY)]
+    boxes = [[(a, 100, a + 40, 180), (b, 100, b + 40, 180)] for a, b in zip(xs_a, xs_b)]
+    frames = [frame(*[box + (PERSON, 0.9) for box in pair]) for pair in boxes]
+    images = [draw(list(zip(pair, looks))) for pair in boxes]
+    _, with_image = run_timed(tracker, frames, images)
+    assert with_image[1:] == [[1, 2]] * 4
+    _, motion_only = run_timed(tracker, frames)
+    assert motion_only[3] == [2, 1]  # what the appearance cue prevents
+
+
+def test_track_lost_for_a_few_samples_is_reidentified_and_a_stranger_is_not():
+    # 2 frames/s: A walks right, is hidden for 2 samples (1 s) and reappears where it should
+    # be; a differently dressed stranger who appears near A's predicted spot while A is
+    # still hidden starts a new track instead of taking A's id.
+    tracker = Tracker(TrackerConfig(min_hits=2, max_age_ms=3_000))
+    step = 500
+    a_box = lambda i: (100 + 30 * i, 100, 140 + 30 * i, 180)  # 60 px/s
+    frames, images = [], []
+    for i in range(8):
+        people = []
+        if i < 3 or i >= 6:
+            people.append((a_box(i), (RED, BLUE)))
+        if i in (4, 5):  # the stranger, near where A would be, while A is hidden
+            people.append(((a_box(i)[0] + 20, 104, a_box(i)[2] + 20, 184), (GREEN, GREY)))
+        frames.append(frame(*[box + (PERSON, 0.9) for box, _ in people]))
+        images.append(draw(people))
+    state, ids = run_timed(tracker, frames, images, step_ms=step)
+    assert ids[:3] == [[-1], [1], [1]]
+    assert ids[3] == []
+    assert ids[4] == [-1] and ids[5] == [2]  # the stranger: a new track
+    assert ids[6:] == [[1], [1]]  # A again, after 1.5 s unseen
+    assert state.confirmed_total == 2
+
+
+def test_tentative_track_at_one_frame_per_second_is_confirmed_across_a_long_step():
+    # A new track has no velocity yet; its gate must still reach where a walker is 1 s later
+    # (here 1.2 box heights away), or no track could ever be confirmed at 1 frame/s.
+    tracker = Tracker(TrackerConfig(min_hits=2))
+    _, ids = run_timed(tracker, [frame(person_at(100)), frame(person_at(196))])
+    assert ids == [[-1], [1]]
+
+
+def test_old_state_dict_without_history_or_appearance_still_loads_and_tracks():
+    # A savepoint written before the history and appearance fields existed.
+    old = {"next_id": 4, "last_frame_ms": T0, "confirmed_total": 3, "tracks": [
+        {"track_id": 3, "class_id": PERSON, "box": [100.0, 100.0, 140.0, 180.0],
+         "first_seen_ms": T0 - 5_000, "last_seen_ms": T0, "hits": 12, "misses": 0,
+         "confidence": 0.8, "velocity": [0.05, 0.0, 0.05, 0.0]}]}
+    state = TrackerState.from_dict(old)
+    track = state.tracks[0]
+    assert track.history == ((float(T0), 120.0, 180.0, 40.0, 80.0),) and track.appearance == ()
+    tracker = Tracker(TrackerConfig(min_hits=2))
+    update = tracker.update(state, frame(person_at(150)), T0 + SECOND,
+                            image=draw([((150, 100, 190, 180), (RED, BLUE))]))
+    assert update.detections.tracker_id.tolist() == [3]
+    assert TrackerState.from_dict(update.state.to_dict()) == update.state
+    assert len(update.state.tracks[0].appearance) == APPEARANCE_SIZE
+
+
+def test_state_with_appearance_round_trips_and_continues_identically():
+    tracker = Tracker(TrackerConfig(min_hits=2, max_age_ms=2_000))
+    colours = [RED, BLUE, GREEN, GREY, (0, 200, 200), (200, 0, 200)]
+    frames, images = [], []
+    for i in range(12):
+        people = [((50 + 120 * k + 25 * i * (-1) ** k % 400, 60 + 40 * k,
+                    90 + 120 * k + 25 * i * (-1) ** k % 400, 140 + 40 * k),
+                   (colours[k], colours[-1 - k])) for k in range(5) if (i + k) % 5]
+        frames.append(frame(*[box + (PERSON, 0.9) for box, _ in people]))
+        images.append(draw(people))
+    state, first = run_timed(tracker, frames[:6], images[:6], step_ms=250)
+    copies = [state, pickle.loads(pickle.dumps(state)),
+              TrackerState.from_dict(pickle.loads(pickle.dumps(state.to_dict())))]
+    assert copies[1] == state and copies[2] == state
+    assert any(t.appearance for t in state.tracks)
+    results = [run_timed(tracker, frames[6:], images[6:], s, start_ms=T0 + 6 * 250, step_ms=250)
+               for s in copies]
+    assert results[0] == results[1] == results[2]
+    assert sum(i >= 0 for ids in results[0][1] for i in ids) > 10
+
+
+def test_colour_histograms():
+    image = draw([((10, 10, 50, 90), (RED, BLUE)), ((100, 10, 140, 90), (GREEN, GREY))])
+    boxes = np.array([[10, 10, 50, 90], [100, 10, 140, 90], [200, 200, 202, 203]], np.float32)
+    hist = colour_histograms(image, boxes)
+    assert hist.shape == (3, APPEARANCE_SIZE)
+    np.testing.assert_allclose(hist[:2].sum(axis=1), 1.0)
+    assert not hist[2].any()  # too small to describe
+    distance = hellinger(hist[:2], hist[:2])
+    np.testing.assert_allclose(np.diag(distance), 0.0, atol=1e-6)
+    assert distance[0, 1] > 0.9  # nothing in common
+    assert not colour_histograms(None, boxes).any()
+
+
+def test_tracker_config_is_the_domain_config_model():
+    from pydantic import BaseModel, ValidationError
+
+    config = TrackerConfig()
+    assert isinstance(config, BaseModel)
+    assert all(f.description for f in TrackerConfig.model_fields.values())
+    with pytest.raises(ValidationError):
+        TrackerConfig(surprise=1)  # extra fields are refused
+    with pytest.raises(ValidationError):
+        config.min_hits = 5  # frozen
+    with pytest.raises(ValidationError):
+        TrackerConfig(gate_radius=0)
+    assert TrackerConfig.model_validate(config.model_dump()) == config
+
+
+def test_iou_tracker_alias_keeps_the_job_interface():
+    assert IouTracker is Tracker
+    update = IouTracker(TrackerConfig(min_hits=1)).update(TrackerState(), frame(person_at(1)), T0)
+    assert update.detections.tracker_id.tolist() == [1] and update.ended == []

@@ -1,0 +1,6 @@
+"""``python -m camflow.commands``: the same as the ``camflow`` command."""
+import sys
+
+from camflow.commands import main
+
+sys.exit(main())
