@@ -636,8 +636,8 @@ class SceneBehaviour:
 
     def _fall_search(self, now, fall, track, width, height, image, pose,
                      recent) -> tuple[bool | None, int]:
-        """A lost track: look for a lying person around where it was. Returns (down or None
-        when nothing was seen, pose calls)."""
+        """A lost track: look for a lying person around where it was. Returns (True: found
+        lying, False: found standing, None: nothing seen; pose calls)."""
         if fall["left_ms"] is None:
             fall["left_ms"] = now  # the first frame without it since it stood
         if fall["pose_ms"] is not None and now - fall["pose_ms"] < POSE_EVERY_MS:
@@ -653,6 +653,7 @@ class SceneBehaviour:
             # the track is seen again (each search costs a model run).
             fall["up_ms"], fall["left_ms"] = now, None
             fall["searched"] += 1
+            return False, 1
         if posture is None or posture.verdict != "lying":
             return None, 1
         if fall["confirmed"] is None and recent:

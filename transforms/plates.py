@@ -496,19 +496,22 @@ class PlateFinder:
 
 # ------------------------------------------------------------------ reading
 def split_two_lines(image: np.ndarray) -> int | None:
-    """The row between the two text lines of a near-square plate crop: the emptiest row
-    (least ink) in the middle third, or ``None`` when the crop is too small."""
+    """The row between the two text lines of a near-square plate crop, or ``None`` for a crop
+    too small: in the middle band (30-70 % of the height), the row with the least text --
+    dark pixels (Otsu) plus horizontal edge energy, each scaled to its maximum (edges keep a
+    faint line next to a dark one from looking empty; dark pixels keep a narrow gap sharp)."""
     h, w = image.shape[:2]
     if h < 12 or w < 12:
         return None
     gray = cv2.cvtColor(_bgr(image), cv2.COLOR_BGR2GRAY)
-    core = gray[:, int(0.12 * w):max(int(0.88 * w), int(0.12 * w) + 1)]
+    core = gray[:, int(0.1 * w):max(int(0.9 * w), int(0.1 * w) + 2)]
     _, bw = cv2.threshold(core, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    ink = bw if bw.mean() < 0.5 else 1 - bw  # the minority: characters on the plate
-    prof = ink.mean(1).astype(np.float32)
-    k = max(1, h // 24) * 2 + 1
+    ink = (bw if bw.mean() < 0.5 else 1 - bw).mean(1).astype(np.float32)
+    edges = np.abs(np.diff(core.astype(np.float32), axis=1)).mean(1)
+    prof = ink / max(float(ink.max()), 1e-6) + edges / max(float(edges.max()), 1e-6)
+    k = max(1, h // 48) * 2 + 1
     prof = np.convolve(prof, np.ones(k, np.float32) / k, mode="same")
-    lo, hi = int(0.33 * h), int(0.67 * h)
+    lo, hi = int(0.3 * h), int(0.7 * h)
     return lo + int(np.argmin(prof[lo:hi + 1]))
 
 
@@ -587,19 +590,37 @@ class PlateReader:
             for i, r in zip(chunk, self.rec([images[i] for i in chunk])):
                 reads[i] = r
         out = []
-        for c in cands:
+        orphans = []
+        for c in sorted(cands, key=lambda c: -c["kind"]):  # pairs first
             idx = [keys[tuple(np.round(q, 1).ravel().tolist())] for q in c["lines"]]
             if any(i not in reads for i in idx):
                 continue
             p = parse_chars([reads[i] for i in idx], score)
+            quad = np.asarray(c["quad"], np.float32)
             if len(idx) == 2 and (p is None or p.confidence < self.accept * score):
                 # the line boxes may cut a character off a tilted plate: the plate quad, split
-                crop = rectify(image, c["quad"], margin=0.04)
+                crop = rectify(image, quad, margin=0.04)
                 q = self.read_split(crop, score) if crop.size else None
                 if q is not None and (p is None or q.confidence > p.confidence):
                     p = q
+            if p is None and len(idx) == 1:
+                orphans.append((quad, reads[idx[0]]))
             if p is not None:
-                p.box = np.asarray(c["quad"], np.float32)
+                p.box = quad
+                out.append(p)
+        # a lone line that reads as one half of a two-line plate (its other line faint or
+        # missed): the plate quad grown over the other half, split and read
+        for quad, chars in orphans:
+            if any(_overlap_small(quad, p.box) > 0.5 for p in out):
+                continue
+            half = _half_of_plate(chars)
+            if half is None:
+                continue
+            grown = _grow_line(quad, up=half == "bottom")
+            crop = rectify(image, grown, margin=0.02)
+            p = self.read_split(crop, score) if crop.size else None
+            if p is not None and p.lines == 2:
+                p.box = grown
                 out.append(p)
         return _dedupe_boxes(out)
 
@@ -620,6 +641,27 @@ class PlateReader:
         second = self.read_detected(crop, score)
         cands = [p for p in [first] + second[:1] if p is not None]
         return max(cands, key=lambda p: p.confidence) if cands else None
+
+
+def _half_of_plate(chars: Sequence[CharRead]) -> str | None:
+    """'top' when a line reads like a two-line plate's top (province + series, e.g. '59-S2'),
+    'bottom' like its serial ('447.17', '4619'), else None."""
+    t = "".join(c.char for c in chars if c.char not in "-. ")
+    digits = sum(c.isdigit() for c in t)
+    if len(t) in (4, 5) and digits >= len(t) - 1:
+        return "bottom"
+    if 3 <= len(t) <= 5 and sum(c.isdigit() for c in t[:2]) >= 1 and any(c.isalpha() for c in t[2:]):
+        return "top"
+    return None
+
+
+def _grow_line(quad: np.ndarray, up: bool, factor: float = 1.15) -> np.ndarray:
+    """A line quad extended by ``factor`` x its height above (``up``) or below it."""
+    q = order_quad(quad)
+    v = ((q[3] - q[0]) + (q[2] - q[1])) / 2 * factor
+    if up:
+        return np.array([q[0] - v, q[1] - v, q[2], q[3]], np.float32)
+    return np.array([q[0], q[1], q[2] + v, q[3] + v], np.float32)
 
 
 def _plate_shape(quad: np.ndarray, lines: int, two_line_aspect: float = 1.4) -> np.ndarray:

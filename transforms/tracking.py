@@ -63,7 +63,7 @@ MIN_SATURATION, MIN_VALUE = 30, 30  # of 255: below either a pixel counts as gre
 BODY_PARTS = ((0.15, 0.5), (0.5, 0.9))
 SIDE_TRIM = 0.2
 APPEARANCE_SIZE = len(BODY_PARTS) * (HUE_BINS * SAT_BINS + GREY_BINS)
-MAX_HISTORY = 16
+MAX_HISTORY = 16  # observations kept per track, whatever the frame rate
 # Crops smaller than this many pixels on a side give no usable histogram.
 MIN_CROP_PX = 4
 BIG = 1e6
@@ -313,8 +313,9 @@ class Tracker:
             history = [o for o in track.history if o[0] < capture_ms]
             history.append(_observation(capture_ms, box))
             newest = history[-1][0]
-            # Keep what the velocity window needs: everything inside it plus the newest
-            # observation before it (at 1 frame/s that one *is* the window's start).
+            # Keep what the velocity window needs: the observations inside it or, when only
+            # the newest one is (slow rates, or after a gap), the one before it as well, so
+            # the velocity spans the gap (OC-SORT's re-update after an occlusion).
             inside = [i for i, o in enumerate(history) if newest - o[0] <= config.velocity_window_ms]
             start = max(0, inside[0] - 1) if inside[0] > 0 and len(inside) == 1 else inside[0]
             history = history[max(start, len(history) - MAX_HISTORY):]

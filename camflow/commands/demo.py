@@ -96,9 +96,7 @@ def run_demo(config_path: str | None = None, video: str | None = None, fps: floa
     run_sink(config, store_url=store_url, idle_exit_s=5.0)
     counts = count_outputs(config)
     store = AnalystStore(store_url)
-    busiest = store.query(
-        "SELECT camera_id, class_name, MAX(max_in_frame) FROM aggregate_counts "
-        "GROUP BY camera_id, class_name ORDER BY 3 DESC LIMIT 3")
+    busiest = store.busiest(3)
     stored = store.counts()
     store.close()
 

@@ -29,7 +29,6 @@ import inspect
 import json
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -75,12 +74,13 @@ def iou_distances(gt_xyxy: np.ndarray, hyp_xyxy: np.ndarray, min_iou: float = MA
 
 
 class Sample:
-    """One sampled frame: its video index, capture time and decoded image."""
+    """One sampled frame: its video index, capture time, decoded image and that image's
+    width over the video's (the camera's ``max_width`` may shrink it)."""
 
-    __slots__ = ("index", "capture_ms", "image")
+    __slots__ = ("index", "capture_ms", "image", "scale")
 
-    def __init__(self, index: int, capture_ms: int, image: np.ndarray) -> None:
-        self.index, self.capture_ms, self.image = index, capture_ms, image
+    def __init__(self, index: int, capture_ms: int, image: np.ndarray, scale: float = 1.0) -> None:
+        self.index, self.capture_ms, self.image, self.scale = index, capture_ms, image, scale
 
 
 def sample_video(video: str | Path, fps: float, max_width: int = 960,
@@ -95,7 +95,8 @@ def sample_video(video: str | Path, fps: float, max_width: int = 960,
         if max_frames is not None and frame.sequence >= max_frames:
             break
         image = decode_jpeg(encode_jpeg(resize_to_max_width(frame.image, max_width), 85))
-        yield Sample(frame.sequence, frame.capture_ms, image)
+        yield Sample(frame.sequence, frame.capture_ms, image,
+                     image.shape[1] / float(frame.image.shape[1]))
 
 
 def load_detector(config, camera_id: str | None = None) -> Callable[[np.ndarray], Any]:
@@ -194,6 +195,9 @@ def evaluate_rate(tracker, samples: Iterable[Sample], detect: Callable[[Sample],
     ``scene`` has counting lines, count crossings of both."""
     tracked, tracker_ms = track_samples(tracker, samples, detect)
     frames = [s.index for s, _ in tracked]
+    # Truth in the sampled images' pixels, as the tracker's boxes are.
+    truth: GroundTruth = {s.index: (gt[s.index][0], gt[s.index][1] * s.scale)
+                          for s, _ in tracked if s.index in gt}
     hyp: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     hyp_ids: set[int] = set()
     person_rows = []
@@ -202,13 +206,13 @@ def evaluate_rate(tracker, samples: Iterable[Sample], detect: Callable[[Sample],
         hyp[sample.index] = (det.tracker_id[keep], det.xyxy[keep].astype(np.float64))
         hyp_ids.update(int(i) for i in det.tracker_id[keep])
         person_rows.append((sample.capture_ms, det[keep]))
-    gt_ids = {int(i) for f in frames if f in gt for i in gt[f][0]}
-    row: dict[str, Any] = {"frames": len(frames), **score_mot(gt, hyp, frames),
-                           "ids_tracked": len(hyp_ids), "ids_truth": len(gt_ids),
+    truth_ids = {int(i) for ids, _ in truth.values() for i in ids}
+    row: dict[str, Any] = {"frames": len(frames), **score_mot(truth, hyp, frames),
+                           "ids_tracked": len(hyp_ids), "ids_truth": len(truth_ids),
                            "tracker_ms_per_frame": round(tracker_ms, 3)}
     if scene is not None and scene.lines and tracked:
         height, width = tracked[0][0].image.shape[:2]
-        row["lines"] = _line_rows(scene, person_rows, gt, tracked, width, height)
+        row["lines"] = _line_rows(scene, person_rows, truth, tracked, width, height)
     return row
 
 
@@ -261,13 +265,12 @@ def _line_rows(scene, person_rows, gt: GroundTruth, tracked, width: int, height:
     from camflow.transforms.detections import COCO_CLASSES, Detections
 
     person = COCO_CLASSES.index(PERSON)
+    empty = (np.zeros(0, np.int64), np.zeros((0, 4)))
     truth_rows = []
     for sample, _ in tracked:
-        ids, boxes = gt.get(sample.index, (np.zeros(0, np.int64), np.zeros((0, 4))))
-        # Scale truth boxes into the sampled image (the camera may resize the video).
-        scale = width / float(sample.image.shape[1]) if sample.image.shape[1] else 1.0
+        ids, boxes = gt.get(sample.index, empty)
         truth_rows.append((sample.capture_ms, Detections(
-            xyxy=boxes * scale, confidence=np.ones(len(ids)), class_id=np.full(len(ids), person),
+            xyxy=boxes, confidence=np.ones(len(ids)), class_id=np.full(len(ids), person),
             tracker_id=ids)))
     ours = count_crossings(scene, person_rows, width, height)
     truth = count_crossings(scene, truth_rows, width, height)

@@ -323,6 +323,46 @@ class AnalystStore:
                VALUES (%s, %s, %s, %s, %s) ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING""",
             (topic, partition, offset, reason, payload))
 
+    # -- what the console and the report read -------------------------------------------------
+    ALERT_COLUMNS = ("alert_id", "type", "severity", "camera_id", "time_ms", "subject", "score",
+                     "track_id", "evidence", "has_evidence_jpeg")
+
+    def alert(self, alert_id: str) -> dict | None:
+        rows = self.query(f"SELECT {', '.join(self.ALERT_COLUMNS)} FROM alerts WHERE alert_id = %s",
+                          (alert_id,))
+        return dict(zip(self.ALERT_COLUMNS, rows[0])) if rows else None
+
+    def alerts_since(self, since_ms: int, limit: int) -> list[dict]:
+        """The newest alerts at or after ``since_ms``, newest first."""
+        rows = self.query(f"SELECT {', '.join(self.ALERT_COLUMNS)} FROM alerts WHERE time_ms >= %s "
+                          "ORDER BY time_ms DESC LIMIT %s", (since_ms, limit))
+        return [dict(zip(self.ALERT_COLUMNS, r)) for r in rows]
+
+    def sightings_of(self, subject_id: str) -> list[tuple]:
+        """(subject_id, kind, camera_id, time_ms, score, track_id, alert_id), oldest first."""
+        return self.query("SELECT subject_id, kind, camera_id, time_ms, score, track_id, alert_id "
+                          "FROM sightings WHERE subject_id = %s ORDER BY time_ms", (subject_id,))
+
+    def cameras_seen(self) -> list[str]:
+        return [r[0] for r in self.query("SELECT DISTINCT camera_id FROM frame_analyses")]
+
+    def camera_activity(self, camera_id: str, since_ms: int, liveness_types: tuple[str, str]):
+        """(last frame (sequence, capture_ms, processed_ms) or None, (frames processed since
+        ``since_ms``, their first capture_ms), latest liveness alert (type, time_ms) or None)."""
+        last = self.query("SELECT sequence, capture_ms, processed_ms FROM frame_analyses "
+                          "WHERE camera_id = %s ORDER BY sequence DESC LIMIT 1", (camera_id,))
+        recent = self.query("SELECT COUNT(*), MIN(capture_ms) FROM frame_analyses "
+                            "WHERE camera_id = %s AND processed_ms >= %s", (camera_id, since_ms))[0]
+        liveness = self.query("SELECT type, time_ms FROM alerts WHERE camera_id = %s AND type IN "
+                              "(%s, %s) ORDER BY time_ms DESC LIMIT 1", (camera_id, *liveness_types))
+        return (last[0] if last else None, recent, liveness[0] if liveness else None)
+
+    def busiest(self, limit: int = 3) -> list[tuple]:
+        """(camera_id, class_name, most objects of the class seen in one frame), the ``limit``
+        largest over all windows."""
+        return self.query("SELECT camera_id, class_name, MAX(max_in_frame) FROM aggregate_counts "
+                          "GROUP BY camera_id, class_name ORDER BY 3 DESC LIMIT %s", (limit,))
+
     def counts(self) -> dict[str, int]:
         return {t: self.query(f"SELECT COUNT(*) FROM {t}")[0][0]
                 for t in ("alerts", "aggregates", "frame_analyses", "sightings", "sink_rejects")}

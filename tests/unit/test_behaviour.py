@@ -2,12 +2,14 @@ import copy
 import json
 import pickle
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from camflow.transforms.alerts import alert_id, time_bucket
-from camflow.transforms.behaviour import SceneBehaviour, expire, new_state
+from camflow.transforms.behaviour import (POSE_EVERY_MS, STATE_VERSION, SceneBehaviour, expire,
+                                          new_state, persist, upgrade_state)
 from camflow.transforms.detections import COCO_CLASSES, Detections, FrameAnalysis
 from camflow.transforms.scene import CountingLine, Scene, Zone
 
@@ -19,7 +21,7 @@ ALERT_SCHEMA = Path(__file__).parents[2] / "schemas" / "alert.avsc"
 RIGHT_HALF = [(0.5, 0.0), (1.0, 0.0), (1.0, 1.0), (0.5, 1.0)]
 
 
-def frame(t: int, objects) -> FrameAnalysis:
+def frame(t: int, objects, image=None) -> FrameAnalysis:
     """objects: (track_id, class name, (x1, y1, x2, y2) pixels)."""
     objects = list(objects)
     detections = Detections(
@@ -28,7 +30,7 @@ def frame(t: int, objects) -> FrameAnalysis:
         class_id=np.array([COCO_CLASSES.index(o[1]) for o in objects], np.int32),
         tracker_id=np.array([o[0] for o in objects], np.int64),
     )
-    return FrameAnalysis(CAM, t, (t - T0) // 100, W, H, b"", detections=detections)
+    return FrameAnalysis(CAM, t, (t - T0) // 100, W, H, b"", detections=detections, image=image)
 
 
 def person(tid, gx, gy, h=100.0, w=40.0):
@@ -40,11 +42,11 @@ def thing(tid, cls, gx, gy, w=60.0, h=40.0):
     return (tid, cls, (gx - w / 2, gy - h, gx + w / 2, gy))
 
 
-def run(behaviour, frames, state=None):
+def run(behaviour, frames, state=None, image=None):
     """Feed (t, objects) pairs; returns (state, alerts, extras)."""
     alerts, extras = [], []
     for t, objects in frames:
-        step = behaviour.step(state, frame(t, objects))
+        step = behaviour.step(state, frame(t, objects, image))
         state = step.state
         alerts += step.alerts
         extras.append(step.extra)
@@ -258,6 +260,133 @@ def test_no_fall_for_people_lying_from_the_start_or_getting_up_quickly():
     assert run(SceneBehaviour(Scene()), stumble)[1] == []
 
 
+# ------------------------------------------------------------------------- falls by pose
+
+IMAGE = np.zeros((H, W, 3), np.uint8)
+
+
+class FakePose:
+    """A person-down look-up scripted by time: ``verdicts`` maps (search, from_ms) to a verdict
+    ("lying", "standing", "other", "unknown" or None: nobody found); the latest entry at or
+    before the frame's time applies. Records every call."""
+
+    def __init__(self, verdicts=None, default=None):
+        self.verdicts = dict(verdicts or {})
+        self.default = default
+        self.calls = []
+        self.now = None
+
+    def __call__(self, image, box, search=False):
+        assert image is IMAGE
+        self.calls.append((self.now, bool(search), tuple(round(v) for v in box)))
+        times = [t for (s, t) in self.verdicts if s == bool(search) and t <= self.now]
+        verdict = self.verdicts[(bool(search), max(times))] if times else self.default
+        if verdict is None:
+            return None
+        return SimpleNamespace(verdict=verdict, torso_deg=80.0 if verdict == "lying" else 5.0,
+                               legs_deg=70.0, score=0.5, box=box)
+
+
+def run_pose(behaviour, frames, pose, state=None):
+    alerts, extras = [], []
+    for t, objects in frames:
+        pose.now = t
+        step = behaviour.step(state, frame(t, objects, IMAGE), pose=pose)
+        state = step.state
+        alerts += step.alerts
+        extras.append(step.extra)
+    return state, alerts, extras
+
+
+def sat(tid, x=300, y=500):
+    """The same person sitting, or crouching: top fell by a third, h/w = 1.25."""
+    return (tid, "person", (x - 40, y - 100, x + 40, y))
+
+
+def test_fall_found_by_pose_after_the_detector_loses_the_person():
+    # Standing until 2.0 s, then nothing detected (a person on the floor often is not): the
+    # pose finds them lying around where they stood from 2.5 s on.
+    frames = [(T0 + i * 500, [upright(4)] if i < 5 else []) for i in range(16)]
+    pose = FakePose({(True, T0 + 2500): "lying"}, default="other")
+    _, alerts, extras = run_pose(SceneBehaviour(Scene()), frames, pose)
+    left = T0 + 2500  # first frame without the track
+    assert [(a["type"], a["time_ms"], a["track_id"]) for a in alerts] == [("fall", left + 3000, 4)]
+    ev = evidence(alerts[0])
+    assert ev["confirmed_by"] == "pose" and ev["seen"] is False and ev["down_since_ms"] == left
+    assert ev["posture"]["verdict"] == "lying" and ev["aspect_ratio"] is None
+    assert alerts[0]["alert_id"] == expected_id("fall", "person", "fall", 4, left)
+    # Searched around the feet at (300, 500), one standing height (150 px) each way; no more
+    # searches once it fired.
+    assert {c[1:] for c in pose.calls} == {(True, (135, 350, 465, 575))}
+    assert pose.calls[-1][0] == T0 + 5500 and sum(e["pose_calls"] for e in extras) == 7
+
+
+def test_no_fall_when_the_pose_sees_sitting_bending_or_a_slow_lie_down():
+    scene = Scene()
+    # Sits down (box drops and widens) and stays seated: the pose says "other".
+    sit = [(T0 + i * 500, [upright(4) if i < 4 else sat(4)]) for i in range(20)]
+    pose = FakePose(default="other")
+    assert run_pose(SceneBehaviour(scene), sit, pose)[1] == []
+    assert pose.calls and all(not c[1] for c in pose.calls)
+    # The same box with a pose that cannot tell: a collapse, so it counts as a fall.
+    assert [a["type"] for a in run_pose(SceneBehaviour(scene), sit, FakePose())[1]] == ["fall"]
+    # Sits for 5 s, then lies down: lying comes too long after standing.
+    slow = [(T0 + i * 500, [upright(4) if i < 4 else sat(4) if i < 14 else lying(4)])
+            for i in range(30)]
+    pose = FakePose({(False, T0 + 7000): "lying"}, default="other")
+    assert run_pose(SceneBehaviour(scene), slow, pose)[1] == []
+    # Bends over and gets up again within min_down_ms.
+    bend = [(T0 + i * 500, [sat(4) if 4 <= i < 8 else upright(4)]) for i in range(20)]
+    assert run_pose(SceneBehaviour(scene), bend, FakePose())[1] == []
+
+
+def test_fall_confirmed_by_pose_on_a_visible_box_and_pose_runs_only_when_needed():
+    # 10 frames/s: standing 2 s, then a wide box (still detected) for 4 s.
+    frames = [(T0 + i * 100, [upright(4) if i < 20 else lying(4)]) for i in range(60)]
+    pose = FakePose({(False, T0 + 2000): "other", (False, T0 + 2400): "lying"})
+    _, alerts, _ = run_pose(SceneBehaviour(Scene()), frames, pose)
+    assert [(a["type"], a["time_ms"]) for a in alerts] == [("fall", T0 + 5000)]
+    assert evidence(alerts[0])["confirmed_by"] == "pose"
+    # Not while upright; once per POSE_EVERY_MS while unconfirmed; never once confirmed.
+    assert [c[0] for c in pose.calls] == [T0 + 2000, T0 + 2000 + POSE_EVERY_MS]
+    # A pose that sees them sitting vetoes the box's "lying" shape.
+    assert run_pose(SceneBehaviour(Scene()), frames, FakePose(default="other"))[1] == []
+    # Without a pose look-up (or without an image) the box alone decides, as before.
+    assert [a["time_ms"] for a in run(SceneBehaviour(Scene()), frames)[1]] == [T0 + 5000]
+
+
+def test_no_search_for_people_walking_out_of_view_or_found_standing():
+    scene = Scene()
+    # Walks out at the left edge: no search.
+    out = [(T0 + i * 500, [upright(4, x=25)] if i < 4 else []) for i in range(10)]
+    pose = FakePose(default="lying")
+    assert run_pose(SceneBehaviour(scene), out, pose)[1] == [] and pose.calls == []
+    # Stands undetected (the search finds them standing twice): searching stops.
+    hidden = [(T0 + i * 500, [upright(4)] if i < 4 else []) for i in range(10)]
+    pose = FakePose(default="standing")
+    assert run_pose(SceneBehaviour(scene), hidden, pose)[1] == [] and len(pose.calls) == 2
+
+
+def test_no_collapse_when_the_track_jumps_to_someone_else():
+    # The track's box moves to a seated person elsewhere (an id switch): its drop is no fall.
+    frames = [(T0 + i * 500, [upright(4) if i < 4 else sat(4, x=600)]) for i in range(20)]
+    assert run_pose(SceneBehaviour(Scene()), frames, FakePose())[1] == []
+
+
+def test_pose_given_to_the_constructor_and_state_continues_after_pickling():
+    frames = [(T0 + i * 500, [upright(4)] if i < 5 else []) for i in range(16)]
+    make = lambda: FakePose({(True, T0 + 2500): "lying"}, default="other")  # noqa: E731
+    pose = make()
+    behaviour = SceneBehaviour(Scene(), pose=pose)
+    state, alerts = None, []
+    for cut, (t, objects) in enumerate(frames):
+        pose.now = t
+        step = behaviour.step(state, frame(t, objects, IMAGE))
+        state, alerts = pickle.loads(pickle.dumps(step.state)), alerts + step.alerts
+    assert [a["time_ms"] for a in alerts] == [T0 + 5500]
+    assert run_pose(SceneBehaviour(Scene()), frames, make())[1] == alerts
+
+
 # ------------------------------------------------------------------------ running, crowds
 
 def test_running_fires_once_for_a_sprint_and_not_for_walking():
@@ -385,3 +514,85 @@ def test_replay_gives_the_same_alerts_and_they_match_the_avro_schema():
     for alert in first + run(SceneBehaviour(Scene()), crowd(outward=True))[1]:
         assert fastavro.validation.validate(alert, schema, raise_errors=True)
         assert set(alert) <= {f["name"] for f in schema["fields"]}
+
+
+# ------------------------------------------------------------------------ persist-then-fire
+
+def test_persist_fires_once_after_hold_and_rearms_when_the_condition_clears():
+    record, fired = None, []
+    for t, holds in [(0, True), (400, True), (999, True), (1000, True), (1500, True),
+                     (1600, False), (1700, True), (2700, True)]:
+        record, fire = persist(record, holds, t, 1000)
+        fired.append(fire)
+    assert fired == [False, False, False, True, False, False, False, True]
+    assert record == {"since": 1700, "last": 2700, "fired": True}
+
+
+def test_persist_unknown_grace_start_ready_and_purity():
+    record, _ = persist(None, True, 0, 1000)
+    frozen = dict(record)
+    assert persist(record, None, 5000, 1000) == (record, False)  # not observed: unchanged
+    assert persist(None, None, 5000, 1000) == (None, False)
+    assert persist(None, False, 5000, 1000) == (None, False)
+    # A False within grace_ms of the last True keeps the episode, later it ends.
+    kept, _ = persist(record, False, 300, 1000, grace_ms=500)
+    assert kept is record and persist(kept, False, 501, 1000, grace_ms=500) == (None, False)
+    assert persist(kept, True, 1000, 1000, grace_ms=500)[1]  # the same episode fires
+    # start: the caller's clock; ready: held back until allowed; hold None: never fires.
+    assert not persist(record, True, 1000, 1000, start=500)[1]
+    assert persist(record, True, 1500, 1000, start=500)[1]
+    held, fire = persist(record, True, 3000, 1000, ready=False)
+    assert not fire and not held["fired"] and persist(held, True, 3100, 1000)[1]
+    assert not persist(record, True, 10**9, None)[1]
+    assert record == frozen  # never changed in place
+
+
+def test_every_rule_keeps_one_alert_per_episode_through_the_helper():
+    # Dispersal fires at once and re-arms only after rearm_ms without the condition.
+    record, fires = None, []
+    for t, holds in [(0, True), (100, True), (200, False), (300, True), (20_000, False),
+                     (20_100, True)]:
+        record, fire = persist(record, holds, t, 0, grace_ms=10_000)
+        fires.append(fire)
+    assert fires == [True, False, False, False, False, True]
+
+
+# ------------------------------------------------------------------ savepoints (state v1)
+
+def v1_state():
+    """A version-1 state as a savepoint from before the persist helper holds it: a person 0.5 s
+    into a restricted zone, down for 1 s after standing, a crowd zone over its limit (with a
+    second person, who arrives in the next frame)."""
+    history = [(T0 + 900, 0.51, 0.5, 0.15, 0.05)]
+    return {"version": 1, "last_ms": T0 + 900, "zones": {"plaza": {"over_since": T0, "fired": False}},
+            "dispersal": {"active": False, "last_true_ms": None},
+            "tracks": {
+                1: {"class": "person", "first_ms": T0, "last_ms": T0 + 900, "history": history,
+                    "anchor": (0.51, 0.5), "still_since": T0 + 400,
+                    "zones": {"pier": {"since": T0 + 400, "last_inside": T0 + 900, "fired": False}},
+                    "sides": {},
+                    "fall": {"upright_ms": T0, "upright_ratio": 3.0, "down_since": T0 - 100,
+                             "fired": False},
+                    "run": {"since": None, "fired": False},
+                    "owners": [], "owner_near_ms": None, "litter_fired": False}}}
+
+
+def test_a_version_1_savepoint_continues_with_its_clocks_and_flags():
+    scene = Scene(zones=[Zone(id="pier", kind="restricted", polygon=RIGHT_HALF, min_inside_ms=1000),
+                         Zone(id="plaza", kind="crowd", polygon=[(0, 0), (1, 0), (1, 1), (0, 1)],
+                              max_people=1, min_over_ms=2000)])
+    old = v1_state()
+    before = copy.deepcopy(old)
+    upgraded = upgrade_state(old)
+    assert old == before and upgraded["version"] == STATE_VERSION == new_state()["version"]
+    assert upgraded["tracks"][1]["zones"]["pier"] == {"since": T0 + 400, "last": T0 + 900,
+                                                      "fired": False}
+    assert upgrade_state(upgraded) is upgraded
+    frames = [(T0 + 1000 + i * 100, [lying(1, x=510), person(2, 200, 500)]) for i in range(40)]
+    _, alerts, _ = run(SceneBehaviour(scene), frames, state=old)
+    got = [(a["type"], a["time_ms"]) for a in alerts]
+    # The visit started at +400 (intrusion at +1400), the crowd at T0 (+2000), the fall at -100
+    # (min_down 3000: +2900), each once.
+    assert got == [("intrusion", T0 + 1400), ("zone_crowd", T0 + 2000), ("fall", T0 + 2900)]
+    assert pickle.loads(pickle.dumps(upgraded)) == upgraded
+    assert expire(old, T0 + 900, 10_000)["version"] == STATE_VERSION

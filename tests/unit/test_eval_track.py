@@ -141,3 +141,23 @@ def test_eval_track_refuses_an_unknown_camera(video_and_truth):
     video, truth = video_and_truth
     with pytest.raises(ValueError, match="camera 'nope'"):
         ev.eval_track(video, truth, [4], config=load_config(None), camera_id="nope")
+
+
+def test_truth_is_scaled_to_a_camera_that_shrinks_the_video(video_and_truth, tmp_path,
+                                                            monkeypatch):
+    # The camera's max_width halves the frames: the tracker's boxes are in half-size pixels,
+    # and the truth is scaled to them before scoring and counting.
+    video, truth = video_and_truth
+    config = tmp_path / "half.yaml"
+    config.write_text(
+        "cameras:\n"
+        "  - id: walk\n"
+        f"    max_width: {WIDTH // 2}\n"
+        "    scene:\n"
+        "      lines: [{id: middle, points: [[0.5, 0.05], [0.5, 0.95]]}]\n")
+    monkeypatch.setattr(ev, "load_detector", lambda cfg, camera_id: blob_detector([]))
+    row = ev.eval_track(video, truth, [5], config=load_config(config), camera_id="walk")["rates"]["5"]
+    assert row["frames"] == FRAMES // 2
+    assert row["idf1"] == pytest.approx((FRAMES - 2) / (FRAMES - 1), abs=1e-3)
+    assert row["lines"]["middle"] == {"tracker": {"a_to_b": 1, "b_to_a": 1},
+                                      "truth": {"a_to_b": 1, "b_to_a": 1}}

@@ -86,8 +86,7 @@ def public_alert(alert: dict, actions: list[dict] | None = None, source: str = "
     }
 
 
-ALERT_COLUMNS = ("alert_id", "type", "severity", "camera_id", "time_ms", "subject", "score",
-                 "track_id", "evidence", "has_evidence_jpeg")
+ALERT_COLUMNS = AnalystStore.ALERT_COLUMNS
 
 
 class ActionBody(BaseModel):
@@ -228,9 +227,7 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
 
     @app.get("/subjects/{subject_id}", response_class=HTMLResponse)
     def subject_page(subject_id: str, request: Request, user=Depends(page_user)):
-        rows = store.run(lambda s: s.query(
-            "SELECT subject_id, kind, camera_id, time_ms, score, track_id, alert_id FROM sightings "
-            "WHERE subject_id = %s ORDER BY time_ms", (subject_id,)))
+        rows = store.run(lambda s: s.sightings_of(subject_id))
         sightings = [{"camera_id": r[2], "kind": r[1], "time": iso(r[3]), "score": r[4],
                       "track_id": r[5], "alert_id": r[6],
                       "site": (sites[r[2]].location.site if r[2] in sites and sites[r[2]].location
@@ -241,10 +238,7 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
     # -- API ------------------------------------------------------------------------------
     def find_alert(alert_id: str) -> dict | None:
         def read(s: AnalystStore):
-            rows = s.query(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE alert_id = %s",
-                           (alert_id,))
-            return (dict(zip(ALERT_COLUMNS, rows[0])) if rows else None,
-                    s.alert_actions([alert_id]).get(alert_id, []))
+            return s.alert(alert_id), s.alert_actions([alert_id]).get(alert_id, [])
         stored, actions = store.run(read)
         live = feed.get(alert_id)
         if stored is None and live is None:
@@ -256,11 +250,9 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
         limit = max(1, min(limit, 1000))
         seq = feed.seq  # read before the lists: the stream resumes after it, nothing is missed
         since = int(time.time() * 1000) - int(console.lookback_hours * 3_600_000)
-        stored = store.run(lambda s: s.query(
-            f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE time_ms >= %s "
-            "ORDER BY time_ms DESC LIMIT %s", (since, limit)))
+        stored = store.run(lambda s: s.alerts_since(since, limit))
         merged = {a["alert_id"]: (a, "live") for a in feed.recent()}
-        merged.update({r[0]: (dict(zip(ALERT_COLUMNS, r)), "store") for r in stored})
+        merged.update({a["alert_id"]: (a, "store") for a in stored})
         newest = sorted(merged.values(), key=lambda x: -x[0]["time_ms"])[:limit]
         actions = store.run(lambda s: s.alert_actions([a["alert_id"] for a, _ in newest]))
         return {"seq": seq, "feed": {"connected": feed.connected, "error": feed.error},
@@ -328,18 +320,8 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
         now_ms = int(time.time() * 1000)
 
         def read(s: AnalystStore):
-            seen = [r[0] for r in s.query("SELECT DISTINCT camera_id FROM frame_analyses")]
-            out = {}
-            for camera_id in dict.fromkeys([*sites, *seen]):
-                last = s.query("SELECT sequence, capture_ms, processed_ms FROM frame_analyses "
-                               "WHERE camera_id = %s ORDER BY sequence DESC LIMIT 1", (camera_id,))
-                recent = s.query("SELECT COUNT(*), MIN(capture_ms) FROM frame_analyses "
-                                 "WHERE camera_id = %s AND processed_ms >= %s",
-                                 (camera_id, now_ms - 60_000))[0]
-                liveness = s.query("SELECT type, time_ms FROM alerts WHERE camera_id = %s AND type IN "
-                                   "(%s, %s) ORDER BY time_ms DESC LIMIT 1", (camera_id, *LIVENESS))
-                out[camera_id] = (last[0] if last else None, recent, liveness[0] if liveness else None)
-            return out
+            return {camera_id: s.camera_activity(camera_id, now_ms - 60_000, LIVENESS)
+                    for camera_id in dict.fromkeys([*sites, *s.cameras_seen()])}
 
         rows = []
         for camera_id, (last, (recent_frames, _), liveness) in store.run(read).items():
@@ -368,9 +350,7 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
     @app.get("/api/subjects/{subject_id}/path.png")
     def subject_path(subject_id: str, user=Depends(api_user)):
         from camflow.services.report import figure_subject_path, sites as report_sites
-        rows = store.run(lambda s: s.query(
-            "SELECT subject_id, kind, camera_id, time_ms, score FROM sightings "
-            "WHERE subject_id = %s ORDER BY time_ms", (subject_id,)))
+        rows = [r[:5] for r in store.run(lambda s: s.sightings_of(subject_id))]
         if not rows:
             raise HTTPException(404, f"no sightings of {subject_id}")
         import base64
