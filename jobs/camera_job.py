@@ -16,7 +16,7 @@ r"""The camflow streaming job. Reads like its dataflow diagram:
                                                       \-> [late -> dead-letters]
 
 ``analytics()`` is the whole dataflow: it takes its sources as streams of bytes and returns
-each output as a stream of Avro bytes, so the same logic runs on Kafka (``run``/``start``:
+each output as a stream of ``(key, Avro value)`` byte pairs (the key is the camera id), so the same logic runs on Kafka (``run``/``start``:
 ``kafka_sources`` and ``to_kafka``) and on in-memory collections (the broker-free topology
 test). Run modes are explicit (``RunMode``): unbounded, or bounded by stop offsets, with or
 without the watchlist.
@@ -37,7 +37,8 @@ from pyflink.datastream import DataStream, StreamExecutionEnvironment
 
 from camflow.config import Config, load_config
 from camflow.jobs import operators as op
-from camflow.jobs.kafka_io import BYTES, bytes_sink, frames_source, watchlist_source
+from camflow.jobs.kafka_io import (KEYED, frames_source, keyed_sink, use_keyed_records,
+                                   watchlist_source)
 
 # Sink records counted per value of a field as well (see ``op.EncodeRecords``).
 COUNTED_BY = {"Alert": ("alerts", "type"), "DeadLetter": ("dead_letters", "reason")}
@@ -88,14 +89,15 @@ def matches_watchlist(config: Config) -> bool:
 
 def encoded(stream: DataStream, contract: str, config: Config, topic: str, prepare=None,
             name: str | None = None) -> DataStream:
-    """``stream``'s records as Avro bytes in ``contract`` (the one way an output is encoded)."""
+    """``stream``'s records as ``(camera id, Avro bytes in contract)`` pairs: the one way an
+    output is encoded and keyed (every output record is keyed by its camera)."""
     count_as, count_by = COUNTED_BY.get(contract, (None, None))
     return stream.map(op.EncodeRecords(contract, config.kafka.registry_conf(), topic, count_as,
-                                       count_by, prepare), BYTES).name(f"encode-{name or topic}")
+                                       count_by, prepare), KEYED).name(f"encode-{name or topic}")
 
 
 def analytics(config: Config, sources: Sources) -> dict[str, DataStream]:
-    """The dataflow (module docstring): sources in, ``{output: stream of Avro bytes}`` out."""
+    """The dataflow (module docstring): sources in, ``{output: stream of (key, Avro bytes)}`` out."""
     job, topics = config.job, config.kafka.topics
 
     admitted = sources.frames.process(op.AdmitFrames(config)).name("admit")
@@ -170,11 +172,14 @@ def kafka_sources(env: StreamExecutionEnvironment, config: Config, mode: RunMode
 
 
 def to_kafka(outputs: dict[str, DataStream], config: Config) -> None:
-    """Each output to its topic."""
+    """Each output to its topic, keyed by camera: a camera's records of one output are in one
+    partition, in the order the job emitted them."""
+    if outputs:
+        use_keyed_records(next(iter(outputs.values())).get_execution_environment())
     for name, stream in outputs.items():
         _, topic_field, uid = OUTPUTS[name]
         topic = getattr(config.kafka.topics, topic_field)
-        stream.sink_to(bytes_sink(config.kafka, topic)).name(name.replace("_", "-")).uid(uid)
+        stream.sink_to(keyed_sink(config.kafka, topic)).name(name.replace("_", "-")).uid(uid)
 
 
 def build_pipeline(env: StreamExecutionEnvironment, config: Config,

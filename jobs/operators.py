@@ -482,15 +482,19 @@ def unmatched_faces(analysis) -> list[dict]:
 
 
 class EncodeRecords(MapFunction):
-    """Records -> Avro bytes for a Kafka sink, counted on the way out: ``records_out``, and
-    with ``count_as``/``count_by`` also per value of a field (alerts by type, dead letters by
-    reason: ``type.crowd_limit.alerts``, ``reason.corrupt_jpeg.dead_letters``).
-    ``prepare`` turns the element into the record first (e.g. ``encode_analysis``)."""
+    """Records -> ``(Kafka key, Avro value)`` for a Kafka sink (``kafka_io.KEYED``), counted on
+    the way out: ``records_out``, and with ``count_as``/``count_by`` also per value of a field
+    (alerts by type, dead letters by reason: ``type.crowd_limit.alerts``,
+    ``reason.corrupt_jpeg.dead_letters``). ``prepare`` turns the element into the record first
+    (e.g. ``encode_analysis``). The key is the record's ``key_field`` (the camera id) as UTF-8,
+    empty (no key) where the record has none."""
 
     def __init__(self, contract: str, registry: dict | None, topic: str,
-                 count_as: str | None = None, count_by: str | None = None, prepare=None):
+                 count_as: str | None = None, count_by: str | None = None, prepare=None,
+                 key_field: str = "camera_id"):
         self.contract, self.registry, self.topic = contract, registry, topic
         self.count_as, self.count_by, self.prepare = count_as, count_by, prepare
+        self.key_field = key_field
         self.codec = None
         self.metrics = None
 
@@ -498,10 +502,11 @@ class EncodeRecords(MapFunction):
         self.codec = AvroCodec(self.contract, self.registry, subject=f"{self.topic}-value")
         self.metrics = OperatorMetrics(runtime_context).declare("records_out")
 
-    def map(self, record) -> bytes:
+    def map(self, record) -> tuple[bytes, bytes]:
         if self.prepare is not None:
             record = self.prepare(record)
         self.metrics.inc("records_out")
         if self.count_as:
             self.metrics.inc(self.count_as, **{self.count_by: record.get(self.count_by)})
-        return self.codec.encode(record)
+        key = record.get(self.key_field)
+        return (key.encode("utf-8") if key else b""), self.codec.encode(record)

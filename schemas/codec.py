@@ -5,7 +5,17 @@ Two wire formats, chosen by configuration:
   fingerprint, little-endian, + body). Readers resolve the writer schema from the fingerprint
   among the contract versions shipped in ``schemas/history``.
 - a schema registry URL configured: the Confluent wire format (``00`` + 4-byte big-endian
-  schema id + body); schemas are registered under ``<topic>-value``.
+  schema id + body), written and read by Confluent's ``AvroSerializer`` / ``AvroDeserializer``
+  under the subject ``<topic>-value``. In production the schemas are registered at deploy time
+  (``camflow schemas register``, FULL_TRANSITIVE) and producers only look their id up
+  (``auto.register.schemas`` off): a producer whose schema is not registered, or not
+  compatible, fails when it starts, not a running job on a record.
+
+Registry settings (``registry_conf``): the client's own (``url``, ``ssl.ca.location``,
+``ssl.certificate.location``, ``ssl.key.location``, ``basic.auth.user.info``) plus camflow's,
+read where the client is opened, so that no secret travels in a job graph:
+``camflow.auto.register.schemas`` ("true"/"false"; default true, the serializer's own default),
+``camflow.basic.auth.user`` with ``camflow.basic.auth.password.env`` or ``...password.file``.
 
 Either way the reader schema is the current contract and Avro schema resolution bridges the
 versions (see schemas/README.md for the compatibility rule).
@@ -27,6 +37,11 @@ import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+# camflow's own registry settings (see the module docstring), removed before the client sees them.
+AUTO_REGISTER = "camflow.auto.register.schemas"
+AUTH_USER = "camflow.basic.auth.user"
+AUTH_PASSWORD_ENV = "camflow.basic.auth.password.env"
+AUTH_PASSWORD_FILE = "camflow.basic.auth.password.file"
 CONFLUENT_MAGIC = b"\x00"
 
 # Contract name -> file of its current version.
@@ -77,6 +92,33 @@ def _safe(exc: Exception) -> str:
 def _registry_says_unknown(exc: Exception) -> bool:
     """The registry answered that the id does not exist (HTTP 404: SR codes 40401/40403)."""
     return getattr(exc, "http_status_code", None) == 404
+
+
+def registry_client_conf(registry_conf: dict[str, Any]) -> dict[str, Any]:
+    """The schema registry client's settings from camflow's: the basic-auth password read now
+    from its environment variable or file (``RuntimeError`` naming it when missing)."""
+    conf = {k: v for k, v in registry_conf.items() if not k.startswith("camflow.")}
+    user = registry_conf.get(AUTH_USER)
+    if user:
+        password = None
+        if registry_conf.get(AUTH_PASSWORD_ENV):
+            password = os.environ.get(registry_conf[AUTH_PASSWORD_ENV])
+            if password is None:
+                raise RuntimeError(f"environment variable {registry_conf[AUTH_PASSWORD_ENV]} "
+                                   "(schema registry password) is not set")
+        elif registry_conf.get(AUTH_PASSWORD_FILE):
+            password = Path(registry_conf[AUTH_PASSWORD_FILE]).read_text().strip()
+        if password is None:
+            raise RuntimeError("schema registry user set without password_env or password_file")
+        conf["basic.auth.credentials.source"] = "USER_INFO"
+        conf["basic.auth.user.info"] = f"{user}:{password}"
+    return conf
+
+
+def open_registry(registry_conf: dict[str, Any]):
+    """A schema registry client (``mock://`` URLs: the client's in-memory registry)."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    return SchemaRegistryClient.new_client(registry_client_conf(registry_conf))
 
 
 def _read_json(name: str) -> dict:
@@ -134,14 +176,16 @@ class AvroCodec:
         self.contract = contract
         self.registry_conf = dict(registry_conf or {}) or None
         self.subject = subject or f"{contract}-value"
+        self.auto_register = str((self.registry_conf or {}).get(AUTO_REGISTER, "true")).lower() == "true"
         self._client = None
-        self._registered_id: int | None = None
+        self._serializer = None
+        self._deserializer = None
         self._writers_by_id: dict[int, dict] = {}
         self._unknown_ids: dict[int, str] = {}
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_client"] = None
+        state["_client"] = state["_serializer"] = state["_deserializer"] = None
         return state
 
     @property
@@ -150,24 +194,39 @@ class AvroCodec:
 
     # -- writing --------------------------------------------------------------------------
     def encode(self, record: dict) -> bytes:
+        if self.registry_conf:
+            return self._confluent_serializer()(record, None)
         body = io.BytesIO()
         fastavro.schemaless_writer(body, self.schema, record)
-        if self.registry_conf:
-            return CONFLUENT_MAGIC + struct.pack(">I", self._schema_id()) + body.getvalue()
         return SINGLE_OBJECT_MAGIC + current_fingerprint(self.contract) + body.getvalue()
 
     def _registry(self):
         if self._client is None:
-            from confluent_kafka.schema_registry import SchemaRegistryClient
-            self._client = SchemaRegistryClient.new_client(self.registry_conf)
+            self._client = open_registry(self.registry_conf)
         return self._client
 
+    def _confluent_serializer(self):
+        """Confluent's ``AvroSerializer`` for this contract under ``self.subject``: registers the
+        schema there on first use when ``auto_register``, else only looks its id up (and fails,
+        ``SchemaRegistryError``, when it is not registered)."""
+        if self._serializer is None:
+            from confluent_kafka.schema_registry.avro import AvroSerializer
+            subject = self.subject
+            self._serializer = AvroSerializer(
+                self._registry(), json.dumps(schema_json(self.contract)),
+                conf={"auto.register.schemas": self.auto_register, "use.latest.version": False,
+                      "subject.name.strategy": lambda ctx, record_name: subject})
+        return self._serializer
+
     def _schema_id(self) -> int:
-        if self._registered_id is None:
-            from confluent_kafka.schema_registry import Schema
-            text = json.dumps(schema_json(self.contract))
-            self._registered_id = self._registry().register_schema(self.subject, Schema(text, "AVRO"))
-        return self._registered_id
+        """The id of the current contract under ``self.subject`` (registered first when
+        ``auto_register``), as the serializer writes it."""
+        serializer = self._confluent_serializer()
+        if serializer._schema_id is not None and serializer._schema_id.id is not None:
+            return serializer._schema_id.id
+        if self.auto_register:
+            return self._registry().register_schema(self.subject, serializer._schema)
+        return self._registry().lookup_schema(self.subject, serializer._schema).schema_id
 
     # -- reading --------------------------------------------------------------------------
     def decode(self, data: bytes) -> dict:
@@ -184,7 +243,8 @@ class AvroCodec:
             if not self.registry_conf:
                 raise SchemaError("unknown_schema", "Confluent-framed record but no schema "
                                   "registry is configured")
-            return self._read_body(data[5:], self._writer_by_id(struct.unpack(">I", data[1:5])[0]))
+            self._writer_by_id(struct.unpack(">I", data[1:5])[0])  # unknown or not this contract
+            return self._read_confluent(data)
         raise SchemaError("unknown_encoding", f"not an Avro single-object or Confluent record "
                           f"(first bytes {data[:4].hex() or 'empty'})")
 
@@ -222,6 +282,20 @@ class AvroCodec:
         self._unknown_ids[schema_id] = message
         raise SchemaError("unknown_schema", message)
 
+    def _read_confluent(self, data: bytes) -> dict:
+        """Confluent's ``AvroDeserializer``: the writer schema by the record's id, resolved to
+        the current contract."""
+        if self._deserializer is None:
+            from confluent_kafka.schema_registry.avro import AvroDeserializer
+            self._deserializer = AvroDeserializer(self._registry(),
+                                                  json.dumps(schema_json(self.contract)))
+        try:
+            record = self._deserializer(data, None)
+        except Exception as exc:  # truncated or garbage body: fastavro raises many types
+            raise SchemaError("malformed_record", f"cannot read {self.contract}: "
+                              f"{_safe(exc)}") from None
+        return _epoch_ms(record)
+
     def _read_body(self, body: bytes, writer: dict) -> dict:
         stream = io.BytesIO(body)
         try:
@@ -232,8 +306,12 @@ class AvroCodec:
         if stream.tell() != len(body):
             raise SchemaError("malformed_record", f"{len(body) - stream.tell()} trailing bytes "
                               f"after a {self.contract} record")
-        # fastavro turns timestamp-millis into datetimes; the job works in epoch milliseconds.
-        for key, value in record.items():
-            if isinstance(value, datetime):
-                record[key] = int(value.timestamp() * 1000)
-        return record
+        return _epoch_ms(record)
+
+
+def _epoch_ms(record: dict) -> dict:
+    """fastavro turns timestamp-millis into datetimes; the job works in epoch milliseconds."""
+    for key, value in record.items():
+        if isinstance(value, datetime):
+            record[key] = int(value.timestamp() * 1000)
+    return record

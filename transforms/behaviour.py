@@ -37,10 +37,12 @@ and its shape went below the middle of the two ratios, while its bottom stayed).
 sees the person sitting, crouching or bending (``other``) confirms nothing, so sitting down,
 bending and lying down slowly (down only after ``upright_within_ms``) never fire. The detector
 often misses a person on the floor: a track lost within ``upright_within_ms`` of standing is
-*searched* for with the pose in the area around where it stood, and a lying person found
-there continues its episode. Pose runs only for such tracks (box changed shape or dropped, or
-track lost), at most once per ``POSE_EVERY_MS`` per track; without ``pose`` or an image, only
-the box confirms (the rule as it was).
+*searched* for with the pose in the area around where it stood (not when it was last seen at
+the frame's side or top edge: it walked out; and no more once found standing twice), and a
+lying person found there continues its episode, measured from the first frame it was missed.
+Pose runs only for such tracks (box changed shape or dropped, or track lost), at most once per
+``POSE_EVERY_MS`` per track, and not once a fall is confirmed; without ``pose`` or an image,
+only the box confirms (the rule as it was).
 
 Only confirmed tracks (``tracker_id >= 0``) take part: unconfirmed rows are mostly noise.
 Frames older than the last processed one (out of order) are ignored by the rules.
@@ -49,6 +51,8 @@ State versions: 2 (this layout); a version-1 state (savepoints from before ``per
 upgraded on the first step (``upgrade_state``): zone visits, crowd, running, dispersal and
 littering records keep their clocks and fired flags; an open fall episode keeps its start and
 fired flag and counts as confirmed (version 1 only opened it for a box lying after upright).
+What version 1 did not keep starts empty: a track's standing box (so a collapse, not a lying
+pose or box, confirms a fall only after the person is seen standing again) and pose verdicts.
 """
 from __future__ import annotations
 
@@ -89,7 +93,7 @@ SEARCH_STANDING_STOP = 2  # searches that found it standing before they stop (se
 # bottom edge is cut off: its shape says nothing about lying.
 EDGE_PX, EDGE = 2, 0.01
 
-PersonDown = Callable[..., Any]  # (image, box, search=False) -> Posture | None
+PoseLookup = Callable[..., Any]  # (image, box, search=False) -> Posture | None
 
 
 class BehaviourStep(NamedTuple):
@@ -251,7 +255,7 @@ class SceneBehaviour:
     ``pose``: the fall rule's person-down look-up (see the module docstring), used by every
     ``step`` that does not pass its own."""
 
-    def __init__(self, scene: Scene | None = None, pose: PersonDown | None = None) -> None:
+    def __init__(self, scene: Scene | None = None, pose: PoseLookup | None = None) -> None:
         self.scene = scene or Scene()
         self.pose = pose
         self._zones: list[tuple[Zone, Polygon]] = []
@@ -303,7 +307,7 @@ class SceneBehaviour:
     # --------------------------------------------------------------------------------- step
 
     def step(self, state: dict[str, Any] | None, analysis: FrameAnalysis,
-             event_time_ms: int | None = None, pose: PersonDown | None = None) -> BehaviourStep:
+             event_time_ms: int | None = None, pose: PoseLookup | None = None) -> BehaviourStep:
         """One frame through every rule. ``pose``: this step's person-down look-up (default:
         the one given to the constructor); it looks at ``analysis.image``."""
         scene = self.scene
@@ -703,7 +707,8 @@ class SceneBehaviour:
         up_h = fall["up_box"][3] - fall["up_box"][1] if fall["up_box"] is not None else bh
         h = max(up_h, bh) * height
         x, y = gx * width, gy * height
-        return (x - SEARCH_SIDE * h, y - SEARCH_ABOVE * h, x + SEARCH_SIDE * h, y + SEARCH_BELOW * h)
+        return (x - SEARCH_SIDE * h, y - SEARCH_ABOVE * h,
+                x + SEARCH_SIDE * h, y + SEARCH_BELOW * h)
 
     def _fall_alert(self, camera_id, now, tid, track, fall, visible, width, height,
                     alerts) -> None:

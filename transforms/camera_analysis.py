@@ -84,7 +84,7 @@ class CameraAnalysis:
         self._detect(settings, state, analysis)
         tracked = settings.tracker.update(
             TrackerState.from_dict(state.tracker) if state.tracker else TrackerState(),
-            analysis.detections, analysis.capture_ms)
+            analysis.detections, analysis.capture_ms, image=analysis.image)
         state.tracker = tracked.state.to_dict()
         analysis.detections = tracked.detections
         if self.recognition is not None:

@@ -10,7 +10,9 @@ model's design size) and padded, so a lying person's wide region costs less than
 ``posture(pose)`` turns keypoints into a verdict, from the angles of the body in the image:
 
 - ``lying``: the torso (hip centre -> shoulder centre) is at least ``lying_torso_deg`` from
-  vertical and the legs are not standing under the hips (ankles or knees not well below them);
+  vertical and the legs are seen, not standing under the hips (ankles or knees not well below
+  them); with the legs unseen such a torso is ``unknown`` (it may be someone bending over
+  behind a table);
 - ``standing``: torso within ``upright_torso_deg`` of vertical and the legs straight under it;
 - ``other``: a confident body that is neither (sitting, crouching, kneeling, bending over);
 - ``unknown``: too few confident torso keypoints (occluded, too small, odd view).
@@ -83,7 +85,8 @@ def _mean_point(kp: np.ndarray, idx: Sequence[int], min_score: float) -> np.ndar
 
 def _deg_from(vector: np.ndarray, reference: tuple[float, float]) -> float:
     """Unsigned angle (degrees) between ``vector`` and ``reference`` (image axes, y down)."""
-    cos = (vector[0] * reference[0] + vector[1] * reference[1]) / max(float(np.hypot(*vector)), 1e-9)
+    norm = max(float(np.hypot(*vector)), 1e-9)
+    cos = (vector[0] * reference[0] + vector[1] * reference[1]) / norm
     return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
 
 
@@ -113,8 +116,9 @@ def posture(pose: Pose, config: PostureConfig = PostureConfig()) -> Posture:
         legs_deg = _deg_from(legs, (0.0, 1.0))
         legs_under = (legs_deg <= config.legs_under_deg
                       and legs[1] >= config.legs_below_torso * length)
-    if torso_deg >= config.lying_torso_deg and not legs_under:
-        verdict = "lying"
+    if torso_deg >= config.lying_torso_deg:
+        # Without the legs a level torso may be someone bending over behind a table.
+        verdict = "unknown" if legs_under is None else "other" if legs_under else "lying"
     elif torso_deg <= config.upright_torso_deg and legs_under:
         verdict = "standing"
     else:

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from camflow.config import Camera, Config, load_config
-from camflow.core.frame_store import configured_store
 from camflow.core.kafka import read_topic
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,11 +31,20 @@ def topic_partitions(config: Config) -> dict[str, int]:
                                               t.dead_letters)}
 
 
-def count_outputs(config: Config) -> dict:
+def count_outputs(config: Config, run_start_ms: int = 0) -> dict:
+    """What the job put out for the run (capture times from ``run_start_ms``: not the history
+    replayed before it)."""
     from camflow.schemas.codec import AvroCodec
     topics = config.kafka.topics
-    analyses = [AvroCodec("FrameAnalysis").decode(m.value())
-                for m in read_topic(config.kafka, topics.analyses)]
+    analyses = [a for a in (AvroCodec("FrameAnalysis").decode(m.value())
+                            for m in read_topic(config.kafka, topics.analyses))
+                if a["capture_ms"] >= run_start_ms]
+    windows = [w for w in (AvroCodec("Aggregate").decode(m.value())
+                           for m in read_topic(config.kafka, topics.aggregates))
+               if w["window_end_ms"] > run_start_ms]
+    alerts = [a for a in (AvroCodec("Alert").decode(m.value())
+                          for m in read_topic(config.kafka, topics.alerts))
+              if a["time_ms"] >= run_start_ms]
     tracks = {(a["camera_id"], d["track_id"]) for a in analyses for d in a["detections"]
               if d["track_id"] >= 0}
     return {
@@ -44,17 +52,19 @@ def count_outputs(config: Config) -> dict:
         "detections": sum(len(a["detections"]) for a in analyses),
         "tracks": len(tracks),
         "persons": sum(d["class_name"] == "person" for a in analyses for d in a["detections"]),
-        "alerts": sum(1 for _ in read_topic(config.kafka, topics.alerts)),
-        "aggregates": sum(1 for _ in read_topic(config.kafka, topics.aggregates)),
+        "alerts": len(alerts),
+        "aggregates": len(windows),
+        # tumbling windows carry the anomaly score (sliding ones are for dashboards)
+        "scored_windows": sum(w["anomaly_score"] is not None for w in windows),
         "dead_letters": sum(1 for _ in read_topic(config.kafka, topics.dead_letters)),
     }
 
 
 def run_demo(config_path: str | None = None, video: str | None = None, fps: float | None = None,
-             cameras: int = 1, store_url: str | None = None) -> int:
+             cameras: int = 1, store_url: str | None = None, history_days: int = 2) -> int:
     from camflow.infra import broker
     from camflow.jobs.camera_job import run as run_job
-    from camflow.services.sampler import ingest
+    from camflow.commands.replay import publish_with_history, stop_offsets as last_offsets
     from camflow.services.sink import run_sink
     from camflow.services.store import AnalystStore
 
@@ -74,15 +84,16 @@ def run_demo(config_path: str | None = None, video: str | None = None, fps: floa
     broker.start()
     broker.ensure_topics(config.kafka.bootstrap_servers, topic_partitions(config))
 
-    step(f"sampling {video} at {fps} fps as camera(s) {', '.join(ids)}")
-    stop_offsets: dict[int, int] = {}
+    step(f"sampling {video} at {fps} fps as camera(s) {', '.join(ids)}"
+         + (f", after the same footage as the same time on {history_days} earlier day(s), "
+            "so the anomaly baseline is learned first" if history_days else ""))
+    reports, run_start_ms = [], None
     for camera_id in ids:
-        # each replay's capture times end "now" (see sampler.sample_file)
-        report = ingest(config.kafka, camera_id, video, fps, max_width=base.max_width,
-                        frame_store=configured_store(config))
-        for (_, partition), offset in report.next_offsets.items():
-            stop_offsets[partition] = max(stop_offsets.get(partition, 0), offset)
-        step(f"  {camera_id}: {report.frames} frames published ({report.bytes / 1e6:.1f} MB)")
+        published, run_start_ms = publish_with_history(config, camera_id, video, fps, history_days)
+        reports += published
+        step(f"  {camera_id}: {published[-1].frames} frames published "
+             f"({published[-1].bytes / 1e6:.1f} MB) + {len(published) - 1} day(s) of history")
+    stop_offsets = last_offsets(reports)
 
     step("running the Flink job on the embedded mini-cluster (bounded to the frames sent)")
     job_started = time.monotonic()
@@ -94,7 +105,7 @@ def run_demo(config_path: str | None = None, video: str | None = None, fps: floa
     if store_url.startswith("duckdb:///") and not store_url.startswith("duckdb:////"):
         Path(store_url.removeprefix("duckdb:///")).unlink(missing_ok=True)  # a fresh demo store
     run_sink(config, store_url=store_url, idle_exit_s=5.0)
-    counts = count_outputs(config)
+    counts = count_outputs(config, run_start_ms)
     store = AnalystStore(store_url)
     busiest = store.busiest(3)
     stored = store.counts()
@@ -107,21 +118,23 @@ def run_demo(config_path: str | None = None, video: str | None = None, fps: floa
           f"{job_seconds:.1f} s on the mini-cluster ({fps_through_job:.1f} frames/s, "
           f"job start-up included).")
     print(f"  {counts['detections']} detections ({counts['persons']} persons), "
-          f"{counts['tracks']} tracks, {counts['aggregates']} window aggregates, "
+          f"{counts['tracks']} tracks, {counts['aggregates']} window aggregates "
+          f"({counts['scored_windows']} scored against the learned baseline), "
           f"{counts['alerts']} alerts, {counts['dead_letters']} dead letters.")
     for camera_id, name, most in busiest:
         print(f"  most {name}s in one frame at {camera_id}: {most}")
     print(f"  analyst store {store_url}: {stored}")
     print(json.dumps({"frames": counts["frames"], "detections": counts["detections"],
                       "tracks": counts["tracks"], "alerts": counts["alerts"],
-                      "aggregates": counts["aggregates"], "dead_letters": counts["dead_letters"],
+                      "aggregates": counts["aggregates"], "scored_windows": counts["scored_windows"],
+                      "dead_letters": counts["dead_letters"],
                       "seconds": round(seconds, 1)}))
     return 0 if counts["frames"] else 1
 
 
 def cmd_demo(args) -> int:
     return run_demo(args.config, video=args.video, fps=args.fps, cameras=args.cameras,
-                    store_url=args.store)
+                    store_url=args.store, history_days=args.history_days)
 
 
 def register(sub) -> None:
@@ -131,4 +144,7 @@ def register(sub) -> None:
     p.add_argument("--fps", type=float)
     p.add_argument("--cameras", type=int, default=1, help="how many cameras replay the video")
     p.add_argument("--store")
+    p.add_argument("--history-days", type=int, default=2, metavar="N",
+                   help="replay the footage first as the same time on N earlier days, so that "
+                        "windows are scored against a learned baseline (0: none)")
     p.set_defaults(func=cmd_demo)

@@ -39,6 +39,49 @@ def replay_config(config: Config, camera_id: str) -> Config:
     return config.model_copy(update={"kafka": kafka, "cameras": cameras})
 
 
+DAY_MS = 86_400_000
+HISTORY_FPS = 1.0
+
+
+def video_duration_ms(video: str) -> int:
+    import cv2
+    capture = cv2.VideoCapture(video)
+    try:
+        native_fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT) * 1000.0 / native_fps)
+    finally:
+        capture.release()
+
+
+def publish_with_history(config: Config, camera_id: str, video: str, fps: float,
+                         history_days: int = 0, progress: bool | None = None):
+    """The footage as captured just now, preceded by ``history_days`` replays of it at the same
+    time on each earlier day (oldest first, so event time only moves forward): the windowed
+    anomaly baseline learns those days and scores the run (with ``job.anomaly.slots:
+    hour_of_day``; per hour of the week only a replay 7 days back counts). Returns the reports
+    (the run's last) and the capture time the run starts at."""
+    camera = config.camera(camera_id) or Camera(id=camera_id)
+    start_ms = int(time.time() * 1000) - video_duration_ms(video)
+    reports = []
+    for days_back in range(history_days, -1, -1):
+        # A baseline learns per-frame means per window: the history is sampled at 1 fps at
+        # most, which gives the same windows for a fraction of the frames.
+        rate = fps if days_back == 0 else min(fps, HISTORY_FPS)
+        reports.append(ingest(config.kafka, camera_id, video, rate, max_width=camera.max_width,
+                              start_ms=start_ms - days_back * DAY_MS, progress=progress,
+                              frame_store=configured_store(config)))
+    return reports, start_ms
+
+
+def stop_offsets(reports) -> dict[int, int]:
+    """Per partition, the offset after the last frame any of ``reports`` published."""
+    stops: dict[int, int] = {}
+    for report in reports:
+        for (_, partition), offset in report.next_offsets.items():
+            stops[partition] = max(stops.get(partition, 0), offset)
+    return stops
+
+
 @contextmanager
 def analysis_progress(config: Config, frames: int, progress: bool | None):
     """A progress bar of the job's run: frames whose analysis reached the analyses topic
@@ -75,8 +118,10 @@ def analysis_progress(config: Config, frames: int, progress: bool | None):
 
 def replay(config: Config, video: str, camera_id: str, fps: float | None = None,
            print_alert: Callable[[dict], None] | None = None,
-           progress: bool | None = None) -> dict:
-    """``progress``: bars for sampling and analysis on stderr (None: when it is a terminal)."""
+           progress: bool | None = None, history_days: int = 0) -> dict:
+    """``progress``: bars for sampling and analysis on stderr (None: when it is a terminal);
+    ``history_days``: replay the footage first as the same time on that many earlier days, so
+    that the anomaly baseline is learned before the run (``publish_with_history``)."""
     from camflow.jobs.camera_job import run
 
     started = time.monotonic()
@@ -85,16 +130,16 @@ def replay(config: Config, video: str, camera_id: str, fps: float | None = None,
     for name in ("frames", "analyses", "alerts", "aggregates", "dead_letters", "sightings",
                  "face_embeddings"):
         ensure_topic(config.kafka, getattr(topics, name), 1)
-    report = ingest(config.kafka, camera_id, video, fps or camera.fps, max_width=camera.max_width,
-                    progress=progress, frame_store=configured_store(config))
-    stops = {partition: offset for (_, partition), offset in report.next_offsets.items()}
+    reports, run_start_ms = publish_with_history(config, camera_id, video, fps or camera.fps,
+                                                 history_days, progress)
+    report, stops = reports[-1], stop_offsets(reports)
     watchlist_stops = None
     try:  # the current watchlist, if the deployment has one
         from camflow.core.kafka import scan_next_offsets
         watchlist_stops = scan_next_offsets(config.kafka, topics.watchlist, idle_timeout_s=1.5)
     except Exception:  # noqa: BLE001 - no watchlist topic: replay without one
         pass
-    with analysis_progress(config, report.frames, progress):
+    with analysis_progress(config, sum(r.frames for r in reports), progress):
         run(config, stops, watchlist_stop_offsets=watchlist_stops,
             job_name=f"camflow-replay-{camera_id}")
     alerts = [AvroCodec("Alert").decode(m.value())
@@ -110,9 +155,12 @@ def replay(config: Config, video: str, camera_id: str, fps: float | None = None,
     crossings: Counter = Counter()
     for window in aggregates:
         crossings.update(window["line_crossings"])
+    run_windows = [w for w in aggregates if w["window_end_ms"] > run_start_ms]
     return {"camera": camera_id, "video": video, "frames": report.frames, "alerts": len(alerts),
             "alerts_by_type": dict(sorted(Counter(a["type"] for a in alerts).items())),
             "aggregates": len(aggregates), "line_crossings": dict(sorted(crossings.items())),
+            "history_days": history_days,
+            "scored_windows": sum(w["anomaly_score"] is not None for w in run_windows),
             "seconds": round(time.monotonic() - started, 1)}
 
 
@@ -120,7 +168,7 @@ def replay(config: Config, video: str, camera_id: str, fps: float | None = None,
 def cmd_replay(args) -> int:
     summary = replay(_config(args), args.video, args.camera, fps=args.fps,
                      print_alert=lambda alert: print(json.dumps(alert), flush=True),
-                     progress=progress_wanted(args))
+                     progress=progress_wanted(args), history_days=args.history_days)
     print(json.dumps(summary))
     return 0
 
@@ -132,4 +180,7 @@ def register(sub) -> None:
     p.add_argument("--config")
     p.add_argument("--fps", type=float)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--history-days", type=int, default=0, metavar="N",
+                   help="first replay the footage as the same time on N earlier days, so the "
+                        "anomaly baseline is learned and the run's windows are scored")
     p.set_defaults(func=cmd_replay)

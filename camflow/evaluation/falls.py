@@ -46,7 +46,8 @@ def read_labels(path: str | Path) -> list[dict[str, Any]]:
         for row in csv.DictReader(f):
             event = (row.get("event") or "").strip()
             if event not in ("fall", "none"):
-                raise ValueError(f"{path}: {row.get('file')}: event must be fall or none, got {event!r}")
+                raise ValueError(f"{path}: {row.get('file')}: event must be fall or none, "
+                                 f"got {event!r}")
             start = (row.get("event_start_frame") or "").strip()
             if event == "fall" and not start:
                 raise ValueError(f"{path}: {row['file']}: a fall needs event_start_frame")

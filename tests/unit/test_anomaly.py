@@ -214,3 +214,28 @@ def test_liveness_ignores_old_frames_and_unknown_cameras():
     state = liveness.step(None, "cam-1", MONDAY, MONDAY).state
     state = liveness.step(state, "cam-1", MONDAY - 5_000, MONDAY + 1000).state
     assert state["last_frame_ms"] == MONDAY
+
+
+def test_hour_of_day_slots_learn_from_earlier_days_at_the_same_hour():
+    """A baseline per hour of the day is warm after the same hour of earlier days (the demo's
+    history replay); per hour of the week, only a week earlier counts."""
+    from camflow.transforms.anomaly import AnomalyConfig, WindowAnomaly, baseline_slot
+    day = 86_400_000
+    now = 1_764_000_000_000
+    daily = AnomalyConfig(slots="hour_of_day", warmup_windows=4)
+    weekly = AnomalyConfig(slots="hour_of_week", warmup_windows=4)
+    assert baseline_slot(now - day, daily) == baseline_slot(now, daily)
+    assert baseline_slot(now - day, weekly) != baseline_slot(now, weekly)
+    assert baseline_slot(now - 7 * day, weekly) == baseline_slot(now, weekly)
+
+    def scored(cfg):
+        rule, state = WindowAnomaly(cfg), None
+        for start in [now - 2 * day + i * 10_000 for i in range(2)] + \
+                     [now - day + i * 10_000 for i in range(2)] + [now]:
+            step = rule.step(state, {"camera_id": "c", "window_start_ms": start,
+                                     "window_end_ms": start + 10_000, "frames": 10,
+                                     "counts_by_class": {"person": 3}, "mean_by_class": {"person": 3.0},
+                                     "unique_tracks": 3, "unique_tracks_by_class": {"person": 3}})
+            state = step.state
+        return step.extra["aggregate"]["anomaly_score"]
+    assert scored(daily) is not None and scored(weekly) is None

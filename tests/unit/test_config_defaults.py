@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_the_job_runs_the_domain_defaults_where_the_yaml_is_silent():
     from camflow.core import perception
-    # demo.yaml sets cameras, windows, crowd limits and the detector's threads
+    # demo.yaml sets cameras, windows, crowd limits, the detector's threads and anomaly slots
     for config in (Config(), load_config(REPO / "infra" / "config" / "demo.yaml")):
         job = config.job
         assert job.tracking == TrackerConfig()
@@ -28,7 +28,10 @@ def test_the_job_runs_the_domain_defaults_where_the_yaml_is_silent():
         silent = DetectorConfig.model_fields.keys() - job.detector.model_fields_set
         assert {k: getattr(job.detector, k) for k in silent} == \
             {k: getattr(DetectorConfig(), k) for k in silent}
-        assert job.anomaly == AnomalyConfig()
+        if config.cameras:  # demo.yaml learns its baseline per hour of the day
+            assert job.anomaly.model_fields_set == {"slots", "warmup_windows"}
+        else:
+            assert job.anomaly == AnomalyConfig()
         assert job.liveness == LivenessConfig()
         settings = perception.camera_settings(config)(
             config.cameras[0].id if config.cameras else "any-camera")

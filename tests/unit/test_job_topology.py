@@ -2,7 +2,7 @@
 mini-cluster) and the real models, on real frames of vtest.avi.
 
 ``camera_job.analytics`` takes its sources as streams and returns its outputs as streams of
-Avro bytes; here the sources are ``from_collection`` and the outputs are collected back.
+``(Kafka key, Avro bytes)`` pairs; here the sources are ``from_collection`` and the outputs are collected back.
 """
 from __future__ import annotations
 
@@ -57,17 +57,20 @@ def outputs(vtest_path, built_models):
     frames = (env.from_collection(list(range(len(records))), type_info=Types.INT())
               .map(lambda i: records[i], output_type=BYTES))
     streams = camera_job.analytics(config, camera_job.Sources(frames))
-    tagged = [stream.map(lambda value, name=name: (name, value),
-                         Types.TUPLE([Types.STRING(), BYTES]))
+    tagged = [stream.map(lambda pair, name=name: (name, pair[0], pair[1]),
+                         Types.TUPLE([Types.STRING(), BYTES, BYTES]))
               for name, stream in streams.items()]
     merged = tagged[0].union(*tagged[1:])
     found: dict[str, list[dict]] = {}
     with merged.execute_and_collect() as results:
-        for name, value in results:
+        for name, key, value in results:
             contract = camera_job.OUTPUTS[name][0]
-            if not isinstance(value, (bytes, bytearray)):  # Java's signed bytes, as a list
-                value = bytes(b & 0xFF for b in value)
-            found.setdefault(name, []).append(AvroCodec(contract).decode(bytes(value)))
+            key, value = (bytes(b & 0xFF for b in data)  # Java's signed bytes, as a list
+                          if not isinstance(data, (bytes, bytearray)) else bytes(data)
+                          for data in (key, value))
+            record = AvroCodec(contract).decode(value)
+            found.setdefault(name, []).append(record)
+            found.setdefault(f"{name}_keys", []).append((key, record.get("camera_id")))
     return found
 
 
@@ -90,3 +93,14 @@ def test_bad_records_become_dead_letters(outputs):
     reasons = sorted(d["reason"] for d in outputs["dead_letters"])
     assert "unknown_camera" in reasons
     assert any(r.startswith("unknown") and r != "unknown_camera" for r in reasons), reasons
+
+
+def test_every_output_record_is_keyed_by_its_camera(outputs):
+    """The Kafka key of every output record is its camera id (none where a dead letter has no
+    camera), so a camera's records share a partition."""
+    names = [name for name in outputs if not name.endswith("_keys")]
+    assert {"analyses", "aggregates", "alerts", "dead_letters"} <= set(names)
+    for name in names:
+        keys = outputs[f"{name}_keys"]
+        assert keys and all(key == (camera or "").encode() for key, camera in keys), (name, keys[:3])
+    assert {key for key, _ in outputs["analyses_keys"]} == {b"walkway"}
