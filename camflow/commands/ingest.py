@@ -8,16 +8,17 @@ from camflow.commands.common import _config, serve_metrics, progress_wanted
 
 
 def cmd_ingest(args) -> int:
-    from camflow.core.overload import DEFAULT_MAX_IN_FLIGHT
+    from camflow.config import Camera
     from camflow.core.frame_store import configured_store
     from camflow.services.sampler import SourceError, ingest
     config = _config(args)
-    camera = config.camera(args.camera)
-    fps = args.fps or (camera.fps if camera else 1.0)
-    source = args.source or (camera.source if camera else None)
+    # A camera the config lacks samples with the camera defaults (one place: config.Camera).
+    camera = config.camera(args.camera) or Camera(id=args.camera)
+    fps = args.fps or camera.fps
+    source = args.source or camera.source
     if not source:
         raise SystemExit(f"camflow ingest: no --source and camera {args.camera!r} has none configured")
-    max_width = args.max_width or (camera.max_width if camera else 960)
+    max_width = args.max_width or camera.max_width
     serve_metrics(args.metrics_port)
     if args.max_in_flight is not None and args.max_in_flight < 1:
         raise SystemExit(f"camflow ingest: --max-in-flight must be at least 1, not {args.max_in_flight}")
@@ -25,9 +26,8 @@ def cmd_ingest(args) -> int:
         report = ingest(config.kafka, args.camera, source, fps, max_width=max_width,
                         max_frames=args.max_frames, realtime=args.realtime,
                         progress=progress_wanted(args),
-                        policy=args.policy or (camera.sampler_policy if camera else "keep-all"),
-                        max_in_flight=args.max_in_flight or (
-                            camera.sampler_max_in_flight if camera else DEFAULT_MAX_IN_FLIGHT),
+                        policy=args.policy or camera.sampler_policy,
+                        max_in_flight=args.max_in_flight or camera.sampler_max_in_flight,
                         frame_store=configured_store(config))
     except SourceError as exc:
         print(f"camflow ingest: {exc}", file=sys.stderr)

@@ -4,8 +4,25 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from camflow.commands.common import _config
+from camflow.commands.common import Failure, UsageError, _config, find_config
+
+
+def rest_address(url: str) -> str:
+    """``host:port`` of a Flink REST URL, as ``flink run -m`` takes it."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if not parts.hostname:
+        raise UsageError(f"camflow job: {url!r} is no Flink REST URL (http://host:port)")
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _rest_url(args, config) -> str:
+    url = getattr(args, "flink_url", None) or config.job.rest_url
+    if not url:
+        raise UsageError(f"camflow job {args.action}: job.rest_url (the cluster's REST API) is not "
+                         "set; set it in the config or give --flink-url")
+    return url
 
 
 def cmd_job_run(args) -> int:
@@ -20,12 +37,15 @@ def cmd_job_run(args) -> int:
 
 
 def cmd_job_submit(args) -> int:
-    """``bin/flink run -py jobs/camera_job.py`` against the cluster from ``make up``."""
+    """``bin/flink run -py jobs/camera_job.py`` against the cluster at ``job.rest_url`` (or
+    ``--flink-url``; default the local one from ``make up``, ``http://localhost:8081``)."""
 
-    from camflow.infra.flink import submit
+    from camflow.infra import flink
     from camflow.jobs import camera_job
     config = _config(args)
-    job_args = ["--config", str(Path(args.config).resolve())] if args.config else []
+    address = rest_address(_rest_url(args, config))
+    path, _ = find_config(args.config)
+    job_args = ["--config", str(path.resolve())] if path is not None else []
     if args.bounded:
         from camflow.core.kafka import bounded_run_offsets
         stops, watchlist_stops = bounded_run_offsets(config.kafka)
@@ -33,16 +53,24 @@ def cmd_job_submit(args) -> int:
         if watchlist_stops is not None:
             job_args += ["--watchlist-stop-offsets", json.dumps(watchlist_stops)]
     if args.from_checkpoint and args.from_savepoint:
-        raise SystemExit("camflow job submit: give --from-checkpoint or --from-savepoint, not both")
+        raise UsageError("camflow job submit: give --from-checkpoint or --from-savepoint, not both")
     restore = args.from_savepoint or camera_job.resolve_checkpoint(config, args.from_checkpoint)
     extra = ["-s", restore] if restore else []
     if args.allow_non_restored_state:
         if not restore:
-            raise SystemExit("camflow job submit: --allow-non-restored-state needs --from-savepoint "
+            raise UsageError("camflow job submit: --allow-non-restored-state needs --from-savepoint "
                              "or --from-checkpoint")
         extra.append("--allowNonRestoredState")  # state of operators the new version dropped
-    done = submit(camera_job.__file__, job_args, parallelism=args.parallelism or config.job.parallelism,
-                  detached=not args.bounded, timeout=None, extra=extra)
+    # The Python the cluster's workers run: the cluster's own where the config names it.
+    python = config.job.flink_options.get("python.executable", flink.venv_python())
+    cmd = ["bash", str(flink.flink_home() / "bin" / "flink"), "run", "-m", address,
+           "-py", str(Path(camera_job.__file__).resolve()), "-pyexec", python,
+           "-pyclientexec", flink.venv_python(),
+           "-p", str(args.parallelism or config.job.parallelism)]
+    if not args.bounded:
+        cmd.append("-d")
+    print(f"camflow job submit: to the Flink cluster at {address}", file=sys.stderr)
+    done = flink._run(cmd + extra + job_args, check=False, timeout=None)
     sys.stdout.write(done.stdout or "")
     sys.stderr.write(done.stderr or "")
     return done.returncode
@@ -54,13 +82,11 @@ def cmd_job_savepoint(args) -> int:
 
     from camflow.core.flink_rest import FlinkRest, FlinkRestError
     config = _config(args)
-    if not config.job.rest_url:
-        raise SystemExit("camflow job savepoint: job.rest_url (the cluster's REST API) is not set")
-    flink = FlinkRest(config.job.rest_url)
+    flink = FlinkRest(_rest_url(args, config))
     target = args.dir or (f"{config.job.checkpoint_dir.rstrip('/')}/savepoints"
                           if config.job.checkpoint_dir else None)
     if not target:
-        raise SystemExit("camflow job savepoint: give --dir (or set job.checkpoint_dir: savepoints "
+        raise UsageError("camflow job savepoint: give --dir (or set job.checkpoint_dir: savepoints "
                          "then go to <checkpoint_dir>/savepoints)")
     if "://" not in target:
         target = Path(target).expanduser().resolve().as_uri()
@@ -68,12 +94,12 @@ def cmd_job_savepoint(args) -> int:
     try:
         jobs = flink.live_jobs() if args.job_id else flink.live_jobs(name)
     except OSError as exc:
-        raise SystemExit(f"camflow job savepoint: no Flink cluster answers ({exc})") from None
+        raise Failure(f"camflow job savepoint: no Flink cluster answers at {flink.url} ({exc})") from None
     if args.job_id:
         jobs = [j for j in jobs if j["jid"] == args.job_id]
     if len(jobs) != 1:
         found = ", ".join(f"{j['jid']} ({j['name']}, {j['state']})" for j in flink.live_jobs()) or "none"
-        raise SystemExit(f"camflow job savepoint: {'no' if not jobs else 'more than one'} live job "
+        raise Failure(f"camflow job savepoint: {'no' if not jobs else 'more than one'} live job "
                          f"{args.job_id or repr(name)}; live jobs: {found}; pick one with --job-id")
     job = jobs[0]
     print(f"camflow job savepoint: {'stopping' if args.stop else 'savepoint of'} {job['jid']} "
@@ -104,6 +130,7 @@ def register(sub) -> None:
                    "(printed by `camflow job savepoint`), e.g. to upgrade the job")
     p.add_argument("--allow-non-restored-state", action="store_true",
                    help="restore even if the savepoint holds state of operators this version dropped")
+    p.add_argument("--flink-url", help="the cluster's REST API (default: job.rest_url)")
     p.set_defaults(func=cmd_job_submit)
     p = job.add_parser("savepoint", help="savepoint the running job on the cluster (--stop: stop "
                        "with a savepoint, for an upgrade); prints the savepoint path")
@@ -113,4 +140,5 @@ def register(sub) -> None:
                    "must be reachable by the JobManager and every TaskManager")
     p.add_argument("--job-id", help="the job (default: the one running as camflow-<deployment>)")
     p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--flink-url", help="the cluster's REST API (default: job.rest_url)")
     p.set_defaults(func=cmd_job_savepoint)

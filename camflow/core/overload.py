@@ -16,8 +16,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Hashable
 
+from camflow.config.cameras import Camera
+
 POLICIES = ("keep-all", "latest-only")
-DEFAULT_MAX_IN_FLIGHT = 100
+# The camera's setting owns the default: a sampler without a camera config uses the same.
+DEFAULT_MAX_IN_FLIGHT = Camera.model_fields["sampler_max_in_flight"].default
 
 
 @dataclass

@@ -159,10 +159,30 @@ def checkpoint_summary(checkpoints: dict) -> dict:
     return summary
 
 
+# Read whole by every instance of their reader (broadcast): their partitions bound nothing.
+BROADCAST_TOPICS = ("watchlist", "watchlist_audit")
+
+
+def warnings(kafka_report: dict, parallelism: int) -> list[str]:
+    """Topics that hold the deployment back: missing ones, and ones with fewer partitions than
+    the job's parallelism (the job's Kafka source leaves instances idle; a consumer group of
+    the output cannot spread wider)."""
+    found = []
+    for row in kafka_report["topics"]:
+        if not row["exists"]:
+            found.append(f"topic {row['topic']} is missing: camflow topics apply --config FILE")
+        elif row["kind"] not in BROADCAST_TOPICS and row["partitions"] < parallelism:
+            found.append(f"topic {row['topic']} has {row['partitions']} partition(s), fewer than the "
+                         f"job's parallelism {parallelism}: raise it with kafka.topics.partitions "
+                         "(or its settings) and camflow topics apply")
+    return found
+
+
 def status(config: Config, exact: bool = False, flink_url: str | None = None) -> dict:
     url = flink_url or config.job.rest_url
+    kafka = kafka_status(config.kafka, exact=exact)
     return {"deployment": config.deployment, "time_ms": int(time.time() * 1000),
-            "kafka": kafka_status(config.kafka, exact=exact),
+            "kafka": kafka, "warnings": warnings(kafka, config.job.parallelism),
             "flink": flink_status(url) if url else None}
 
 
@@ -192,6 +212,7 @@ def format_status(report: dict) -> list[str]:
     if wrong_end:
         lines.append("? the broker reports an end offset below the committed one (Tansu does "
                      "after batched writes): --exact finds the end by reading")
+    lines += [f"warning: {w}" for w in report.get("warnings", [])]
     flink = report.get("flink")
     if flink is None:
         return lines

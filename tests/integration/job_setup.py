@@ -15,3 +15,30 @@ def create_job_topics(bootstrap: str, config) -> None:
     from camflow.infra.broker import ensure_topics
     topics = config.kafka.topics
     ensure_topics(bootstrap, {getattr(topics, name): topics.partitions for name in JOB_TOPICS})
+
+
+def publish_frames(config, frames, camera_id: str = "walkway", max_width: int = 320) -> set[tuple[str, int]]:
+    """Sampled frames (``sampler.sample_file``) as the sampler encodes them, acknowledged;
+    returns their (camera, sequence) keys."""
+    from camflow.core.kafka import DeliveryTracker, produce_reliably, reliable_producer
+    from camflow.schemas.codec import AvroCodec
+    from camflow.transforms.frames import encode_jpeg, resize_to_max_width
+    codec, producer, tracker = AvroCodec("FrameSample"), reliable_producer(config.kafka), DeliveryTracker()
+    for frame in frames:
+        image = resize_to_max_width(frame.image, max_width)
+        produce_reliably(producer, config.kafka.topics.frames, codec.encode({
+            "camera_id": camera_id, "capture_ms": frame.capture_ms, "sequence": frame.sequence,
+            "jpeg": encode_jpeg(image, 85), "jpeg_ref": None, "width": int(image.shape[1]),
+            "height": int(image.shape[0]), "sampler_id": "test"}), camera_id.encode(),
+            frame.capture_ms, tracker)
+    producer.flush(60)
+    assert tracker.delivered == len(frames)
+    return {(camera_id, f.sequence) for f in frames}
+
+
+def decoded(config, topic: str, contract: str) -> list[dict]:
+    """Every record of ``topic``, decoded as ``contract``."""
+    from camflow.core.kafka import read_topic
+    from camflow.schemas.codec import AvroCodec
+    codec = AvroCodec(contract)
+    return [codec.decode(m.value()) for m in read_topic(config.kafka, topic, idle_timeout_s=1.5)]

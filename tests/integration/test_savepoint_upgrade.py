@@ -10,7 +10,6 @@ both batches (its state came through the savepoint), and no alert is emitted twi
 from __future__ import annotations
 
 import fcntl
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.integration.job_setup import decoded, publish_frames
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -43,34 +44,10 @@ def flink_cluster():
                 flink.stop_cluster()
 
 
-def _publish(config, frames, start_ms) -> set[tuple[str, int]]:
-    """Real frames as the sampler encodes them; capture times continue across batches."""
-    from camflow.core.kafka import DeliveryTracker, produce_reliably, reliable_producer
-    from camflow.schemas.codec import AvroCodec
-    from camflow.transforms.frames import encode_jpeg, resize_to_max_width
-    codec, producer, tracker = AvroCodec("FrameSample"), reliable_producer(config.kafka), DeliveryTracker()
-    for frame in frames:
-        image = resize_to_max_width(frame.image, 320)
-        produce_reliably(producer, config.kafka.topics.frames, codec.encode({
-            "camera_id": "walkway", "capture_ms": frame.capture_ms, "sequence": frame.sequence,
-            "jpeg": encode_jpeg(image, 85), "jpeg_ref": None, "width": int(image.shape[1]),
-            "height": int(image.shape[0]), "sampler_id": "test"}), b"walkway", frame.capture_ms, tracker)
-    producer.flush(60)
-    assert tracker.delivered == len(frames)
-    return {("walkway", f.sequence) for f in frames}
-
-
-def _decoded(config, topic: str, contract: str) -> list[dict]:
-    from camflow.core.kafka import read_topic
-    from camflow.schemas.codec import AvroCodec
-    codec = AvroCodec(contract)
-    return [codec.decode(m.value()) for m in read_topic(config.kafka, topic, idle_timeout_s=1.5)]
-
-
 def _wait_analysed(config, count: int, timeout_s: float = 150.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if len(_decoded(config, config.kafka.topics.analyses, "FrameAnalysis")) >= count:
+        if len(decoded(config, config.kafka.topics.analyses, "FrameAnalysis")) >= count:
             return
         time.sleep(2)
     raise TimeoutError(f"fewer than {count} frames analysed after {timeout_s:.0f}s")
@@ -99,7 +76,7 @@ def test_stop_with_savepoint_and_resubmit_analyses_every_frame_once(
     start_ms = (int(time.time() * 1000) - 60_000) // WINDOW_MS * WINDOW_MS
     frames = list(sample_file(str(vtest_path), FPS, start_ms=start_ms, max_frames=2 * BATCH))
 
-    sent = _publish(config, frames[:BATCH], start_ms)
+    sent = publish_frames(config, frames[:BATCH], start_ms)
     submitted = _camflow("job", "submit", "--config", str(config_path))
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     wait_running(flink)
@@ -111,7 +88,7 @@ def test_stop_with_savepoint_and_resubmit_analyses_every_frame_once(
     assert (Path(savepoint.removeprefix("file:")) / "_metadata").is_file(), savepoint
     assert job_state(flink)[0] is None  # the job ended with its savepoint
 
-    sent |= _publish(config, frames[BATCH:], start_ms)  # arrives while the job is down
+    sent |= publish_frames(config, frames[BATCH:], start_ms)  # arrives while the job is down
     resumed = _camflow("job", "submit", "--config", str(config_path), "--from-savepoint", savepoint)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     jid = wait_running(flink)
@@ -126,7 +103,7 @@ def test_stop_with_savepoint_and_resubmit_analyses_every_frame_once(
 
     # Every frame analysed exactly once: in the job's output and in the store.
     analyses = Counter((a["camera_id"], a["sequence"])
-                       for a in _decoded(config, config.kafka.topics.analyses, "FrameAnalysis"))
+                       for a in decoded(config, config.kafka.topics.analyses, "FrameAnalysis"))
     assert set(analyses) == sent and max(analyses.values()) == 1, analyses.most_common(3)
     store = AnalystStore(config.store.url)
     try:
@@ -136,7 +113,7 @@ def test_stop_with_savepoint_and_resubmit_analyses_every_frame_once(
     assert {(c, int(s)) for c, s, _ in stored} == sent and {d for *_, d in stored} == {1}
     # Windows: each closed window once, counting every frame sent into it, including the one
     # that spans the stop (half its frames were counted before the savepoint, half after).
-    aggregates = _decoded(config, config.kafka.topics.aggregates, "Aggregate")
+    aggregates = decoded(config, config.kafka.topics.aggregates, "Aggregate")
     per_window = Counter(a["window_start_ms"] for a in aggregates)
     assert per_window and max(per_window.values()) == 1, per_window
     expected = Counter(f.capture_ms // WINDOW_MS * WINDOW_MS for f in frames)
@@ -146,5 +123,5 @@ def test_stop_with_savepoint_and_resubmit_analyses_every_frame_once(
     assert frames[BATCH - 1].capture_ms // WINDOW_MS * WINDOW_MS == spanning
     assert spanning in per_window, per_window
     # No alert twice (alert ids are deterministic: a re-emitted alert would repeat its id).
-    alert_ids = Counter(a["alert_id"] for a in _decoded(config, config.kafka.topics.alerts, "Alert"))
+    alert_ids = Counter(a["alert_id"] for a in decoded(config, config.kafka.topics.alerts, "Alert"))
     assert alert_ids and max(alert_ids.values()) == 1, alert_ids.most_common(3)

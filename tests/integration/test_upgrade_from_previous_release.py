@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.integration.job_setup import decoded, publish_frames
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 # The last commit before the house reorganisation (issue 12): flat camflow/, package_dir mapping.
@@ -48,29 +50,6 @@ def previous_release(tmp_path_factory) -> Path:
     for folder in ("jobs", "transforms", "schemas", "models", "infra"):
         shutil.copytree(tree / folder, package / "camflow" / folder)
     return package
-
-
-def _publish(config, frames) -> set[tuple[str, int]]:
-    from camflow.core.kafka import DeliveryTracker, produce_reliably, reliable_producer
-    from camflow.schemas.codec import AvroCodec
-    from camflow.transforms.frames import encode_jpeg, resize_to_max_width
-    codec, producer, tracker = AvroCodec("FrameSample"), reliable_producer(config.kafka), DeliveryTracker()
-    for frame in frames:
-        image = resize_to_max_width(frame.image, 320)
-        produce_reliably(producer, config.kafka.topics.frames, codec.encode({
-            "camera_id": "walkway", "capture_ms": frame.capture_ms, "sequence": frame.sequence,
-            "jpeg": encode_jpeg(image, 85), "jpeg_ref": None, "width": int(image.shape[1]),
-            "height": int(image.shape[0]), "sampler_id": "test"}), b"walkway", frame.capture_ms, tracker)
-    producer.flush(60)
-    assert tracker.delivered == len(frames)
-    return {("walkway", f.sequence) for f in frames}
-
-
-def _decoded(config, topic: str, contract: str) -> list[dict]:
-    from camflow.core.kafka import read_topic
-    from camflow.schemas.codec import AvroCodec
-    codec = AvroCodec(contract)
-    return [codec.decode(m.value()) for m in read_topic(config.kafka, topic, idle_timeout_s=1.5)]
 
 
 def _job(args: list[str], log: Path, pythonpath: Path | None = None) -> subprocess.Popen:
@@ -114,12 +93,12 @@ def test_a_checkpoint_of_the_previous_release_restores(previous_release, live_co
     config_path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
     start_ms = (int(time.time() * 1000) - 60_000) // WINDOW_MS * WINDOW_MS
     frames = list(sample_file(str(vtest_path), FPS, start_ms=start_ms, max_frames=2 * BATCH))
-    analysed = lambda: len(_decoded(config, config.kafka.topics.analyses, "FrameAnalysis"))
+    analysed = lambda: len(decoded(config, config.kafka.topics.analyses, "FrameAnalysis"))
     # Flink retains the latest completed checkpoint only: its number says how many there were.
     checkpoints = lambda: max((int(p.parent.name.removeprefix("chk-")) for p in
                                (tmp_path / "checkpoints").glob("*/chk-*/_metadata")), default=0)
 
-    sent = _publish(config, frames[:BATCH])
+    sent = publish_frames(config, frames[:BATCH])
     log = tmp_path / "previous.log"
     previous = _job(["camflow.cli", "job", "run", "--config", str(config_path)], log,
                     pythonpath=previous_release)
@@ -129,7 +108,7 @@ def test_a_checkpoint_of_the_previous_release_restores(previous_release, live_co
         _wait(lambda: checkpoints() > seen, "checkpointed after them", previous, log)
     finally:
         _stop(previous)
-    sent |= _publish(config, frames[BATCH:])
+    sent |= publish_frames(config, frames[BATCH:])
 
     log = tmp_path / "current.log"
     current = _job(["camflow.commands", "job", "run", "--config", str(config_path),
@@ -142,12 +121,12 @@ def test_a_checkpoint_of_the_previous_release_restores(previous_release, live_co
     assert "Failed to rollback" not in log.read_text() and "Cannot map" not in log.read_text()
 
     analyses = Counter((a["camera_id"], a["sequence"])
-                       for a in _decoded(config, config.kafka.topics.analyses, "FrameAnalysis"))
+                       for a in decoded(config, config.kafka.topics.analyses, "FrameAnalysis"))
     assert set(analyses) == sent
     # Frames after the last checkpoint of the previous release are analysed again (at least
     # once); none is lost, and the window state came through: the window that spans the
     # upgrade counts every frame sent into it, each once.
-    aggregates = _decoded(config, config.kafka.topics.aggregates, "Aggregate")
+    aggregates = decoded(config, config.kafka.topics.aggregates, "Aggregate")
     expected = Counter(f.capture_ms // WINDOW_MS * WINDOW_MS for f in frames)
     spanning = frames[BATCH - 1].capture_ms // WINDOW_MS * WINDOW_MS
     latest = {a["window_start_ms"]: a["frames"] for a in aggregates}
