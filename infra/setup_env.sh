@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create / refresh the camflow runtime venv (.venv in the repo root) and fetch the
 # Flink Kafka connector jars into the cache.  Idempotent: a stamp file keyed by the
-# sha256 of requirements.txt + constraints.txt + setup.py + python version makes a
+# sha256 of requirements.txt + constraints.txt + pyproject.toml + python version makes a
 # second run a fast no-op.  FORCE=1 reinstalls anyway.
 #
 #   bash infra/setup_env.sh            # env: PYTHON (default python3), CAMFLOW_CACHE, FORCE
@@ -41,7 +41,7 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 # --- venv --------------------------------------------------------------------
-key="$(cat "$REPO/requirements.txt" "$REPO/constraints.txt" "$REPO/setup.py" | sha256sum | cut -d' ' -f1)-py$pyver"
+key="$(cat "$REPO/requirements.txt" "$REPO/constraints.txt" "$REPO/pyproject.toml" | sha256sum | cut -d' ' -f1)-py$pyver"
 
 if [ "${FORCE:-0}" != 1 ] && [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ]; then
   log "venv up to date ($VENV)"
@@ -58,7 +58,7 @@ else
   "$VENV/bin/python" -m pip install -q --upgrade pip -c "$REPO/constraints.txt"
   log "installing requirements (one resolver run, constraints applied)"
   "$VENV/bin/python" -m pip install -q -r "$REPO/requirements.txt" -c "$REPO/constraints.txt"
-  log "installing camflow (editable, no deps)"
+  log "installing camflow (editable, no deps: pyproject.toml)"
   "$VENV/bin/python" -m pip install -q --no-deps -e "$REPO"
   if "$VENV/bin/python" -m pip show -q opencv-python >/dev/null 2>&1; then
     log "ERROR: opencv-python (non-headless) got installed; it must not be"; exit 1
@@ -69,6 +69,8 @@ fi
 
 # --- jars (fast when cached + checksums match) ---------------------------------
 mapfile -t JARS < <("$VENV/bin/python" -m camflow.jobs.connector_jars)
+# the job's keyed Kafka record serializer, compiled once with javac (jobs/kafka_io.py)
+JARS+=("$("$VENV/bin/python" -m camflow.jobs.kafka_io)")
 
 # --- report --------------------------------------------------------------------
 JH="${JAVA_HOME:-$JAVA_HOME_DEFAULT}"

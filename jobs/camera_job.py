@@ -176,10 +176,30 @@ def to_kafka(outputs: dict[str, DataStream], config: Config) -> None:
     partition, in the order the job emitted them."""
     if outputs:
         use_keyed_records(next(iter(outputs.values())).get_execution_environment())
+    registered_schemas(outputs, config)
     for name, stream in outputs.items():
         _, topic_field, uid = OUTPUTS[name]
         topic = getattr(config.kafka.topics, topic_field)
         stream.sink_to(keyed_sink(config.kafka, topic)).name(name.replace("_", "-")).uid(uid)
+
+
+def registered_schemas(outputs: dict[str, DataStream], config: Config) -> None:
+    """With a schema registry and ``auto_register_schemas`` off (production), every output's
+    contract must be registered (``camflow schemas register``) before the job starts: checked
+    here, when the job is built, not on the job's first record."""
+    registry = config.kafka.registry_conf()
+    if not registry or config.kafka.schema_registry.auto_register_schemas:
+        return
+    from camflow.schemas.codec import AvroCodec
+    for name in outputs:
+        contract, topic_field, _ = OUTPUTS[name]
+        subject = f"{getattr(config.kafka.topics, topic_field)}-value"
+        try:
+            AvroCodec(contract, registry, subject=subject)._schema_id()
+        except Exception as exc:  # noqa: BLE001 -- not registered, or no registry: say which
+            raise RuntimeError(f"{contract} is not registered under {subject} in the schema "
+                               f"registry ({type(exc).__name__}: {exc}); run camflow schemas "
+                               "register --config FILE before the job") from None
 
 
 def build_pipeline(env: StreamExecutionEnvironment, config: Config,
