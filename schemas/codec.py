@@ -110,7 +110,6 @@ def registry_client_conf(registry_conf: dict[str, Any]) -> dict[str, Any]:
             password = Path(registry_conf[AUTH_PASSWORD_FILE]).read_text().strip()
         if password is None:
             raise RuntimeError("schema registry user set without password_env or password_file")
-        conf["basic.auth.credentials.source"] = "USER_INFO"
         conf["basic.auth.user.info"] = f"{user}:{password}"
     return conf
 

@@ -704,13 +704,38 @@ def _overlap_small(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _dedupe_boxes(plates: list[PlateText], overlap: float = 0.5) -> list[PlateText]:
-    """One reading per place (the most confident of overlapping ones) and per text."""
-    out: list[PlateText] = []
+    """One reading per place and per text: readings of one place (boxes overlapping by more
+    than ``overlap`` of the smaller) from different candidates are fused by the track vote
+    (``plate_vote.fuse_reads``: character-wise, weighted by confidence); the box is the most
+    confident agreeing reading's."""
+    from .plate_vote import fuse_reads
+
+    groups: list[list[PlateText]] = []
     for p in sorted(plates, key=lambda p: -p.confidence):
-        if any(q.text == p.text or (p.box is not None and q.box is not None
-                                    and _overlap_small(p.box, q.box) > overlap) for q in out):
+        for g in groups:
+            if p.box is not None and g[0].box is not None and _overlap_small(p.box, g[0].box) > overlap:
+                g.append(p)
+                break
+        else:
+            groups.append([p])
+    merged = []
+    for g in groups:
+        if len(g) == 1 or len({p.text for p in g}) == 1:
+            merged.append(g[0])
             continue
-        out.append(p)
+        fused = fuse_reads(g)
+        if fused is None:
+            merged.append(g[0])
+            continue
+        src = g[fused.evidence]
+        fused.box, fused.raw, fused.lines = src.box, src.raw, src.lines
+        fused.display = src.display if src.text == fused.text else fused.display
+        fused.repairs = src.repairs if src.text == fused.text else 0
+        merged.append(fused)
+    out: list[PlateText] = []
+    for p in sorted(merged, key=lambda p: -p.confidence):
+        if all(q.text != p.text for q in out):
+            out.append(p)
     return out
 
 

@@ -28,7 +28,8 @@ def cmd_ingest(args) -> int:
                         progress=progress_wanted(args),
                         policy=args.policy or camera.sampler_policy,
                         max_in_flight=args.max_in_flight or camera.sampler_max_in_flight,
-                        frame_store=configured_store(config))
+                        frame_store=configured_store(config),
+                        rtsp_transport=args.rtsp_transport or camera.rtsp_transport)
     except SourceError as exc:
         print(f"camflow ingest: {exc}", file=sys.stderr)
         return 2
@@ -52,6 +53,9 @@ def register(sub) -> None:
     p.add_argument("--max-in-flight", type=int, metavar="N",
                    help="unacknowledged frames before the policy applies (default: the camera's "
                         "sampler_max_in_flight, else 100)")
+    p.add_argument("--rtsp-transport", choices=["tcp", "udp"],
+                   help="what an rtsp:// source asks the server for (default: the camera's "
+                        "rtsp_transport, else tcp; a server that only speaks UDP needs udp)")
     p.add_argument("--config")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

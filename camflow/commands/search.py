@@ -1,6 +1,7 @@
 """``camflow sightings|search``: where a watchlist subject was seen, and retroactive face search."""
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 
@@ -11,8 +12,9 @@ def cmd_sightings(args) -> int:
     """A watchlist subject's path across cameras, in time order, from the analyst store."""
     from camflow.services.store import AnalystStore
     config = _config(args)
-    store = AnalystStore(args.store or config.store.url)
+    store = AnalystStore.of(config.store, args.store)
     try:
+        store.audit_access(getpass.getuser(), "sightings", args.subject, "cli")
         path = store.subject_path(args.subject)
     finally:
         store.close()

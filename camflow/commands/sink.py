@@ -12,7 +12,7 @@ def cmd_sink(args) -> int:
     serve_metrics(args.metrics_port)
     report = run_sink(config, store_url=args.store, idle_exit_s=args.idle_exit)
     print(json.dumps({"written": report.written, "rejected": report.rejected,
-                      "expired_embeddings": report.expired_embeddings,
+                      "expired_embeddings": report.expired_embeddings, "expired": report.expired,
                       "seconds": round(report.seconds, 2)}))
     return 0
 

@@ -42,6 +42,8 @@ class Camera(Strict):
         "drops older unsent frames and sends the newest (camflow/core/overload.py)"))
     sampler_max_in_flight: int = Field(100, ge=1, description=(
         "unacknowledged frames before the sampler_policy applies"))
+    rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description=(
+        "what an rtsp:// source asks the camera for: RTP over the RTSP connection (tcp) or over UDP"))
     scene: Scene | None = Field(None, description="zones and counting lines (normalised coordinates)")
     detector: DetectorOverrides | None = Field(None, description="overrides of job.detector")
     motion_gate: dict[str, Any] | None = Field(None, description=(

@@ -6,11 +6,45 @@ from pydantic import Field, field_validator
 from camflow.config.base import Strict
 
 
+class Retention(Strict):
+    """How long the analyst store keeps each kind of personal data (days after capture); the
+    sink deletes what is older (SECURITY.md has the table, topics included)."""
+
+    matched_embeddings_days: float = Field(365, gt=0, description=(
+        "face embeddings that matched a watchlist subject (evidence of a sighting)"))
+    sightings_days: float = Field(365, gt=0, description="confirmed watchlist sightings")
+    alerts_days: float = Field(365, gt=0, description="alerts, their evidence crops and operator actions")
+    evidence_days: float = Field(30, gt=0, description=(
+        "evidence crops of alerts (faces, plates), kept shorter than the alerts themselves"))
+    frame_analyses_days: float = Field(30, gt=0, description=(
+        "per-frame analyses (boxes, tracks, plate texts: movement of identifiable people)"))
+    sink_rejects_days: float = Field(7, gt=0, description="records the store refused, with their raw payloads")
+    access_audit_days: float = Field(730, gt=0, description="who searched or viewed evidence, and when")
+
+
 class Store(Strict):
-    url: str = Field("duckdb:///var/camflow.duckdb", description="duckdb:///PATH or postgresql://...")
+    url: str = Field("duckdb:///var/camflow.duckdb", description=(
+        "duckdb:///PATH or postgresql://user@host/db (never a password here: password_env)"))
+    password_env: str | None = Field(None, description=(
+        "environment variable holding the PostgreSQL password"))
+    password_file: str | None = Field(None, description="...or a file holding it")
     embedding_retention_days: float = Field(7, gt=0, description=(
         "face embeddings of faces that matched no watchlist subject are personal data: the "
-        "sink deletes them this long after capture (matched faces are kept)"))
+        "sink deletes them this long after capture"))
+    retention: Retention = Field(default_factory=Retention, description=(
+        "how long every other kind of personal data is kept"))
+
+    def password(self) -> str | None:
+        if self.password_file:
+            with open(self.password_file, encoding="utf-8") as f:
+                return f.read().strip() or None
+        if self.password_env:
+            import os
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise RuntimeError(f"environment variable {self.password_env} (store password) is not set")
+            return value
+        return None
 
 
 class FrameStore(Strict):

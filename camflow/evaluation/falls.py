@@ -6,9 +6,10 @@
 Each clip is sampled as the sampler samples a file (``camflow.services.sampler.sample_file``,
 capture times from 0), resized to ``max_width`` and passed through the sampler's JPEG
 encoding; then, frame by frame as the job runs them, the configured detector
-(``job.detector``), the tracker (``job.tracking``) and the scene rules (the camera's scene
-with ``--camera``, else the defaults), with the person-down pose model (``movenet-multipose``)
-looking at the decoded frame. ``--no-pose``: the rules without it (box geometry only).
+(``job.detector``; on every sampled frame: no motion gate), the tracker (``job.tracking``, given
+the frame as the job gives it) and the scene rules (the camera's scene with ``--camera``, else
+the defaults), with the person-down pose model (``movenet-multipose``) looking at the decoded
+frame. ``--no-pose``: the rules without it (box geometry only).
 
 Labels: a CSV with ``file, fps, event`` (``fall`` / ``none``) and, for falls,
 ``event_start_frame`` (0-based frames of the clip). Scoring per clip: a fall clip with a
@@ -108,7 +109,7 @@ def run_clip(video: str | Path, fps: float, scene, detector, tracker, person_dow
     tracker_state, state = TrackerState(), None
     alerts, frames, pose_calls, rules_s = [], 0, 0, 0.0
     for index, capture_ms, image in _samples(Path(video), fps, max_width):
-        update = tracker.update(tracker_state, detector(image), capture_ms)
+        update = tracker.update(tracker_state, detector(image), capture_ms, image=image)
         tracker_state = update.state
         height, width = image.shape[:2]
         analysis = FrameAnalysis(camera_id=camera_id, capture_ms=capture_ms, sequence=index,

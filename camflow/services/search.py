@@ -8,6 +8,9 @@ lists those at or above the face threshold, grouped by camera and track in time 
 """
 from __future__ import annotations
 
+import getpass
+import json
+
 import re
 import sys
 from dataclasses import dataclass, field
@@ -115,14 +118,17 @@ def search_store(store, subject_id: str, embeddings: np.ndarray, since_ms: int,
 
 
 def search(config: Config, subject_id: str, since_ms: int, threshold: float | None = None,
-           store_url: str | None = None, progress: bool = False, now_ms: int | None = None
-           ) -> SearchResult:
+           store_url: str | None = None, progress: bool = False, now_ms: int | None = None,
+           actor: str | None = None) -> SearchResult:
     from camflow.services.store import AnalystStore
     embeddings = subject_embeddings(config, subject_id)
     threshold = config.job.watchlist.face_threshold if threshold is None else threshold
     now_ms = int(datetime.now(timezone.utc).timestamp() * 1000) if now_ms is None else now_ms
-    store = AnalystStore(store_url or config.store.url)
+    store = AnalystStore.of(config.store, store_url)
     try:
+        # Searching the store for a person is itself recorded: who, whom, how far back.
+        store.audit_access(actor or getpass.getuser(), "face_search", subject_id,
+                           json.dumps({"since_ms": since_ms, "threshold": threshold}))
         return search_store(store, subject_id, embeddings, now_ms - since_ms, threshold, progress)
     finally:
         store.close()

@@ -30,6 +30,7 @@ class SinkReport:
     written: dict[str, int] = field(default_factory=dict)
     rejected: int = 0
     expired_embeddings: int = 0  # unmatched face embeddings deleted by the retention
+    expired: dict[str, int] = field(default_factory=dict)  # every kind deleted by retention
     seconds: float = 0.0
 
 
@@ -150,7 +151,7 @@ def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | 
     }
     handlers = {topic: (AvroCodec(contract, registry, subject=f"{topic}-value"), method)
                 for kind, (topic, contract, method) in routes.items() if kind in topics}
-    store = AnalystStore(store_url or config.store.url)
+    store = AnalystStore.of(config.store, store_url)
     consumer = Consumer({
         **kafka.client_conf(),
         "group.id": f"{kafka.group_id}-sink",
@@ -173,8 +174,10 @@ def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | 
         while not stopping:
             now = time.monotonic()
             if last_retention is None or now - last_retention >= RETENTION_EVERY_S:
-                report.expired_embeddings += store.delete_expired_embeddings(
-                    config.store.embedding_retention_days)
+                for kind, rows in store.delete_expired(
+                        config.store.retention, config.store.embedding_retention_days).items():
+                    report.expired[kind] = report.expired.get(kind, 0) + rows
+                report.expired_embeddings = report.expired.get("unmatched_embeddings", 0)
                 last_retention = now
             if max_seconds is not None and now - started > max_seconds:
                 break

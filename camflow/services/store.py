@@ -57,7 +57,7 @@ SCHEMA = [
                s.alert_id, s.time_ms
         FROM sightings s""",
     # Faces read by the job, for retroactive search (camflow search); unmatched rows are
-    # deleted after store.embedding_retention_days (delete_expired_embeddings).
+    # deleted after store.embedding_retention_days (delete_expired).
     """CREATE TABLE IF NOT EXISTS face_embeddings (
         face_id TEXT PRIMARY KEY, camera_id TEXT NOT NULL, time_ms BIGINT NOT NULL,
         capture_time TIMESTAMP NOT NULL, sequence BIGINT NOT NULL, track_id BIGINT,
@@ -68,6 +68,10 @@ SCHEMA = [
         reason TEXT NOT NULL, payload BYTEA,
         PRIMARY KEY (topic, kafka_partition, kafka_offset))""",
     # The evidence crop an alert carried (watchlist alerts), for the console and reports.
+    # Who searched the store for a person or looked at evidence, when (SECURITY.md).
+    """CREATE TABLE IF NOT EXISTS access_audit (
+        time_ms BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL,
+        detail TEXT)""",
     """CREATE TABLE IF NOT EXISTS alert_evidence (
         alert_id TEXT PRIMARY KEY, jpeg BYTEA NOT NULL)""",
     # What operators did about an alert in the console (acknowledge / dismiss): who, when.
@@ -95,12 +99,13 @@ def _ts(ms: int) -> datetime:
 class AnalystStore:
     """A DB-API connection plus the upserts; ``url`` is ``duckdb:///path`` or ``postgresql://``."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, password: str | None = None):
         self.url = url
         if url.startswith(("postgresql://", "postgres://")):
             import psycopg
             self.kind = "postgresql"
-            self.conn = psycopg.connect(url, autocommit=False)
+            extra = {"password": password} if password is not None else {}
+            self.conn = psycopg.connect(url, autocommit=False, **extra)
         elif url.startswith("duckdb://"):
             import duckdb
             self.kind = "duckdb"
@@ -110,8 +115,16 @@ class AnalystStore:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.conn = duckdb.connect(path or ":memory:")
         else:
-            raise ValueError(f"unsupported store URL {url!r}: use duckdb:///PATH or postgresql://...")
+            from camflow.transforms.dead_letters import redact
+            raise ValueError(f"unsupported store URL {redact(url)!r}: use duckdb:///PATH or "
+                             "postgresql://...")
         self.create_schema()
+
+    @classmethod
+    def of(cls, store, url: str | None = None) -> "AnalystStore":
+        """The store a config's ``store`` section names (``url`` overrides its URL), with the
+        password from its environment variable or file."""
+        return cls(url or store.url, store.password())
 
     def _sql(self, statement: str) -> str:
         if self.kind == "duckdb":
@@ -129,6 +142,9 @@ class AnalystStore:
     def create_schema(self) -> None:
         for statement in SCHEMA:
             self.execute(statement)
+        # Rejected records carry a time since retention applies to them (older stores: NULL,
+        # which retention treats as expired).
+        self.execute("ALTER TABLE sink_rejects ADD COLUMN IF NOT EXISTS rejected_ms BIGINT")
         if self.kind == "postgresql":  # retention and search scan by capture time
             # (not on DuckDB: its ART indexes make ON CONFLICT updates of indexed tables fail)
             self.execute("CREATE INDEX IF NOT EXISTS face_embeddings_time "
@@ -274,17 +290,6 @@ class AnalystStore:
              f.get("track_id"), f["x1"], f["y1"], f["x2"], f["y2"],
              embedding_bytes(f["embedding"]), f.get("matched_subject")))
 
-    def delete_expired_embeddings(self, retention_days: float, now_ms: int | None = None) -> int:
-        """Delete the embeddings of UNMATCHED faces captured more than ``retention_days`` ago
-        (personal data); matched faces are kept. Commits; returns the rows deleted."""
-        now_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
-        cutoff = now_ms - int(retention_days * 86_400_000)
-        cur = self.execute("DELETE FROM face_embeddings WHERE matched_subject IS NULL "
-                           "AND time_ms < %s", (cutoff,))
-        deleted = cur.rowcount
-        self.commit()
-        return max(int(deleted), 0)
-
     def face_embeddings_since(self, since_ms: int, batch: int = 10_000):
         """Batches of (face_id, camera_id, time_ms, track_id, matched_subject, embedding
         bytes) of the faces captured at or after ``since_ms``."""
@@ -319,9 +324,56 @@ class AnalystStore:
 
     def reject(self, topic: str, partition: int, offset: int, reason: str, payload: bytes | None) -> None:
         self.execute(
-            """INSERT INTO sink_rejects (topic, kafka_partition, kafka_offset, reason, payload)
-               VALUES (%s, %s, %s, %s, %s) ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING""",
-            (topic, partition, offset, reason, payload))
+            """INSERT INTO sink_rejects (topic, kafka_partition, kafka_offset, reason, payload,
+                                        rejected_ms)
+               VALUES (%s, %s, %s, %s, %s, %s)
+               ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING""",
+            (topic, partition, offset, reason, payload, int(time.time() * 1000)))
+
+    # -- personal data: retention and access audit ----------------------------------------------
+    def audit_access(self, actor: str, action: str, target: str, detail: str | None = None) -> None:
+        """One search or evidence view: who, what, when. Commits."""
+        self.execute("INSERT INTO access_audit (time_ms, actor, action, target, detail) "
+                     "VALUES (%s, %s, %s, %s, %s)",
+                     (int(time.time() * 1000), actor, action, target, detail))
+        self.commit()
+
+    def access_log(self, since_ms: int = 0) -> list[tuple]:
+        return self.query("SELECT time_ms, actor, action, target, detail FROM access_audit "
+                          "WHERE time_ms >= %s ORDER BY time_ms", (since_ms,))
+
+    def delete_expired(self, retention, unmatched_embeddings_days: float,
+                       now_ms: int | None = None) -> dict[str, int]:
+        """Delete every kind of personal data older than its retention (``retention``: the
+        config's ``store.retention``). Commits; returns the rows deleted per kind."""
+        now_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
+        cutoff = lambda days: now_ms - int(days * 86_400_000)
+        alerts_cut = cutoff(retention.alerts_days)
+        statements = {
+            "unmatched_embeddings": ("DELETE FROM face_embeddings WHERE matched_subject IS NULL "
+                                     "AND time_ms < %s", (cutoff(unmatched_embeddings_days),)),
+            "matched_embeddings": ("DELETE FROM face_embeddings WHERE matched_subject IS NOT NULL "
+                                   "AND time_ms < %s", (cutoff(retention.matched_embeddings_days),)),
+            "sightings": ("DELETE FROM sightings WHERE time_ms < %s",
+                          (cutoff(retention.sightings_days),)),
+            "evidence": ("DELETE FROM alert_evidence WHERE alert_id IN (SELECT alert_id FROM "
+                         "alerts WHERE time_ms < %s) OR alert_id NOT IN (SELECT alert_id FROM alerts)",
+                         (cutoff(min(retention.evidence_days, retention.alerts_days)),)),
+            "alert_actions": ("DELETE FROM alert_actions WHERE alert_id IN (SELECT alert_id FROM "
+                              "alerts WHERE time_ms < %s)", (alerts_cut,)),
+            "alerts": ("DELETE FROM alerts WHERE time_ms < %s", (alerts_cut,)),
+            "frame_analyses": ("DELETE FROM frame_analyses WHERE capture_ms < %s",
+                               (cutoff(retention.frame_analyses_days),)),
+            "sink_rejects": ("DELETE FROM sink_rejects WHERE rejected_ms IS NULL OR rejected_ms < %s",
+                             (cutoff(retention.sink_rejects_days),)),
+            "access_audit": ("DELETE FROM access_audit WHERE time_ms < %s",
+                             (cutoff(retention.access_audit_days),)),
+        }
+        deleted = {}
+        for kind, (statement, params) in statements.items():
+            deleted[kind] = max(int(self.execute(statement, params).rowcount), 0)
+        self.commit()
+        return deleted
 
     # -- what the console and the report read -------------------------------------------------
     ALERT_COLUMNS = ("alert_id", "type", "severity", "camera_id", "time_ms", "subject", "score",

@@ -5,6 +5,7 @@ import pytest
 
 from camflow.schemas.codec import AvroCodec
 from camflow.services.search import SearchError, format_lines, parse_since, search_store
+from camflow.config.store import Retention
 from camflow.services.store import AnalystStore
 from camflow.transforms.detections import Detections
 from camflow.transforms.watchlist import (FaceIndex, FaceMatchDecider, MatchingConfig, WatchlistState,
@@ -51,11 +52,12 @@ def test_retention_deletes_old_unmatched_faces_only(rng=np.random.default_rng(1)
     store.upsert_face_embedding(record("recent-unmatched", NOW - 6 * DAY, e))
     store.upsert_face_embedding(record("just-inside", NOW - 7 * DAY, e))
     store.commit()
-    assert store.delete_expired_embeddings(7, now_ms=NOW) == 1
+    unmatched = lambda days: store.delete_expired(Retention(), days, now_ms=NOW)["unmatched_embeddings"]
+    assert unmatched(7) == 1
     left = {r[0] for r in store.query("SELECT face_id FROM face_embeddings")}
     assert left == {"old-matched", "recent-unmatched", "just-inside"}
-    assert store.delete_expired_embeddings(7, now_ms=NOW) == 0
-    assert store.delete_expired_embeddings(0.5, now_ms=NOW) == 2  # half a day
+    assert unmatched(7) == 0
+    assert unmatched(0.5) == 2  # half a day
     assert {r[0] for r in store.query("SELECT face_id FROM face_embeddings")} == {"old-matched"}
 
 

@@ -227,6 +227,7 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
 
     @app.get("/subjects/{subject_id}", response_class=HTMLResponse)
     def subject_page(subject_id: str, request: Request, user=Depends(page_user)):
+        store.run(lambda s: s.audit_access(user.name, "subject_view", subject_id, "console"))
         rows = store.run(lambda s: s.sightings_of(subject_id))
         sightings = [{"camera_id": r[2], "kind": r[1], "time": iso(r[3]), "score": r[4],
                       "track_id": r[5], "alert_id": r[6],
@@ -314,6 +315,7 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
         jpeg = (live or {}).get("evidence_jpeg") or store.run(lambda s: s.alert_evidence(alert_id))
         if not jpeg:
             raise HTTPException(404, "no evidence image for this alert")
+        store.run(lambda s: s.audit_access(user.name, "evidence_view", alert_id, "console"))
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     def camera_status() -> list[dict]:
