@@ -44,8 +44,8 @@ class SharedStore:
     """One store connection for the app, used under a lock (DuckDB and psycopg connections are
     not for concurrent use); reconnects after an error."""
 
-    def __init__(self, url: str):
-        self.url = url
+    def __init__(self, url: str, password: str | None = None):
+        self.url, self.password = url, password
         self._store: AnalystStore | None = None
         self._lock = threading.Lock()
 
@@ -53,7 +53,7 @@ class SharedStore:
         with self._lock:
             try:
                 if self._store is None:
-                    self._store = AnalystStore(self.url)
+                    self._store = AnalystStore(self.url, self.password)
                 result = fn(self._store)
                 self._store.commit()  # ends the read transaction too: the next read sees new rows
                 return result
@@ -110,7 +110,7 @@ def secure_cookie(console) -> bool:
 def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | None = None,
                secret: str | None = None) -> FastAPI:
     console = config.console
-    store = SharedStore(store_url or config.store.url)
+    store = SharedStore(store_url or config.store.url, config.store.password())
     feed = feed or AlertFeed(config.kafka, config.kafka.topics.alerts, console.recent_alerts,
                              int(console.lookback_hours * 3_600_000))
     sites = {c.id: c for c in config.cameras}
