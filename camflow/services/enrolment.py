@@ -19,6 +19,7 @@ from __future__ import annotations
 import getpass
 import json
 import time
+import uuid
 from pathlib import Path
 
 import cv2
@@ -65,8 +66,13 @@ def face_embedding(image_path: str | Path) -> list[float]:
     return [float(v) for v in embedding]
 
 
-def _who(added_by: str | None) -> str:
-    return added_by or getpass.getuser()
+def who_changes(kafka: Kafka, on_behalf_of: str | None = None) -> str:
+    """Who makes a watchlist change: the identity the broker authenticates (the SASL user), else
+    the OS user; ``--by`` cannot replace it, only add whom it was done for."""
+    identity = kafka.security.username or getpass.getuser()
+    if not on_behalf_of or on_behalf_of == identity:
+        return identity
+    return f"{identity} (for {on_behalf_of})"
 
 
 class Watchlist:
@@ -82,12 +88,23 @@ class Watchlist:
 
     def _publish(self, entry: dict) -> dict:
         key = f"{entry['kind']}:{entry['id']}".encode()
-        producer, tracker = reliable_producer(self.kafka), DeliveryTracker()
+        # The audit record and the change are one Kafka transaction: a consumer reading
+        # committed records sees both or neither (the dev broker does not enforce it).
+        producer = reliable_producer(self.kafka, **{
+            "transactional.id": f"{self.kafka.group_id}-watchlist-{uuid.uuid4().hex[:12]}",
+            "transaction.timeout.ms": 300_000})
+        tracker = DeliveryTracker()
         value = self.codec.encode(entry)
         audit = self.codec.encode(audit_record(entry))
-        produce_reliably(producer, self.audit_topic, audit, key, entry["time_ms"], tracker)
-        produce_reliably(producer, self.topic, value, key, entry["time_ms"], tracker)
-        producer.flush(60)
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        try:
+            produce_reliably(producer, self.audit_topic, audit, key, entry["time_ms"], tracker)
+            produce_reliably(producer, self.topic, value, key, entry["time_ms"], tracker)
+            producer.commit_transaction(60)
+        except Exception:
+            producer.abort_transaction(30)
+            raise
         if tracker.failed or tracker.delivered != 2:
             raise RuntimeError(f"watchlist change not acknowledged by the broker: {tracker.failed}")
         return entry
@@ -99,7 +116,7 @@ class Watchlist:
         embeddings = [face_embedding(path) for path in images]
         return self._publish({"id": subject_id, "kind": "face", "name": name, "category": category,
                               "embeddings": embeddings, "plate": None, "plate_display": None,
-                              "reason": reason, "added_by": _who(added_by),
+                              "reason": reason, "added_by": who_changes(self.kafka, added_by),
                               "time_ms": int(time.time() * 1000), "removed": False})
 
     def add_plate(self, plate: str, reason: str | None = None, category: str = "wanted",
@@ -112,7 +129,7 @@ class Watchlist:
         return self._publish({"id": text, "kind": "plate", "name": name, "category": category,
                               "embeddings": [], "plate": text,
                               "plate_display": parsed.display if parsed is not None else plate,
-                              "reason": reason, "added_by": _who(added_by),
+                              "reason": reason, "added_by": who_changes(self.kafka, added_by),
                               "time_ms": int(time.time() * 1000), "removed": False})
 
     def remove(self, subject_id: str, kind: str = "face", added_by: str | None = None) -> dict:
@@ -123,7 +140,7 @@ class Watchlist:
         current = self.entries().get(f"{kind}:{subject_id}")
         if current is None:
             raise KeyError(f"no {kind} entry {subject_id!r} on the watchlist")
-        return self._publish(removal_of(current, _who(added_by), int(time.time() * 1000)))
+        return self._publish(removal_of(current, who_changes(self.kafka, added_by), int(time.time() * 1000)))
 
     def entries(self) -> dict[str, dict]:
         """The current watchlist, folded from the compacted topic (latest record per key)."""

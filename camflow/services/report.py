@@ -106,12 +106,36 @@ def _dt(ms: int, tz) -> datetime:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).astimezone(tz)
 
 
+# Bar widths, in minutes: up to a day, then days, a week, a month (30 d), a quarter, a year.
+BUCKET_MINUTES = (1, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2 * 1440, 7 * 1440,
+                  14 * 1440, 30 * 1440, 91 * 1440, 365 * 1440)
+
+
 def bucket_ms(span_ms: int) -> int:
-    """A round bucket giving at most ~48 bars over the span."""
-    for minutes in (1, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440):
+    """A round bucket giving at most ~48 bars over the span, whatever its length."""
+    for minutes in BUCKET_MINUTES:
         if span_ms / (minutes * 60_000) <= 48:
             return minutes * 60_000
-    return 1440 * 60_000
+    return BUCKET_MINUTES[-1] * 60_000
+
+
+def bucket_text(step_ms: int) -> str:
+    """``10 min``, ``2 h``, ``day``, ``7 days``: the bar width in words."""
+    minutes = step_ms // 60_000
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 1440:
+        return "hour" if minutes == 60 else f"{minutes // 60} h"
+    days = minutes // 1440
+    return "day" if days == 1 else f"{days} days"
+
+
+def time_axis(ax, tz) -> None:
+    """Ticks and labels that suit the range shown (minutes to decades), in ``tz``: the
+    concise formatter names the year, month or day once where the ticks change it."""
+    locator = mdates.AutoDateLocator(tz=tz, minticks=3, maxticks=9)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=tz))
 
 
 def figure_alerts_over_time(data: ReportData, tz) -> str | None:
@@ -128,12 +152,12 @@ def figure_alerts_over_time(data: ReportData, tz) -> str | None:
         ax.bar([_dt(e, tz) for e in edges[:-1]], hist, width=step / 86_400_000, bottom=bottom,
                align="edge", label=kind, edgecolor="white", linewidth=0.3)
         bottom += hist
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %H:%M", tz=tz))
-    ax.set_ylabel(f"alerts per {step // 60_000} min")
+    ax.set_xlim(_dt(data.since_ms, tz), _dt(data.until_ms, tz))
+    time_axis(ax, tz)
+    ax.set_ylabel(f"alerts per {bucket_text(step)}")
     ax.legend(fontsize=8, ncol=min(4, len(types)), loc="upper left", frameon=False)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title("Alerts over time, by type")
-    fig.autofmt_xdate()
     return png(fig)
 
 
@@ -246,10 +270,9 @@ def figure_subject_path(subject: str, sightings: list[tuple], camera_sites: dict
     if times[-1] - times[0] < timedelta(minutes=10):  # one sighting, or a few close together
         middle = times[0] + (times[-1] - times[0]) / 2
         ax.set_xlim(middle - timedelta(minutes=10), middle + timedelta(minutes=10))
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %H:%M", tz=tz))
+    time_axis(ax, tz)
     ax.set_title(f"{subject}: sightings timeline ({len(sightings)})", fontsize=10)
     ax.grid(alpha=0.3)
-    fig.autofmt_xdate()
     fig.tight_layout()
     return png(fig)
 

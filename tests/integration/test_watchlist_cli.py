@@ -1,6 +1,8 @@
 """camflow watchlist through the real broker: enrol, refuse bad photos, remove, audit."""
 from __future__ import annotations
 
+import getpass
+
 import uuid
 from pathlib import Path
 
@@ -43,8 +45,11 @@ def test_enrol_list_remove_and_audit(watchlist, faces_dir, built_models):
     watchlist.remove("W-1", added_by="carol")
     assert set(watchlist.entries()) == {"plate:51F12345"}
     audit = [(c["added_by"], c["kind"], c["id"], c["removed"]) for c in watchlist.audit()]
-    assert audit == [("alice", "face", "W-1", False), ("bob", "plate", "51F12345", False),
-                     ("carol", "face", "W-1", True)]
+    # who: the identity the broker knows (no SASL here: the OS user), never only a claimed name
+    me = getpass.getuser()
+    assert audit == [(f"{me} (for alice)", "face", "W-1", False),
+                     (f"{me} (for bob)", "plate", "51F12345", False),
+                     (f"{me} (for carol)", "face", "W-1", True)]
     # the removal record carries no embeddings: compaction drops the person's biometrics
     assert watchlist.audit()[-1]["embeddings"] == []
 

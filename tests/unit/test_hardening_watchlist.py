@@ -53,9 +53,12 @@ def test_the_audit_topic_gets_no_embeddings_and_a_bounded_retention(monkeypatch)
 
     topics, sent = {}, []
 
-    class Producer:
-        def flush(self, timeout):
-            return 0
+    class Producer:  # a transactional producer's calls, recorded
+        def __init__(self):
+            self.calls = []
+
+        def __getattr__(self, name):
+            return lambda *args: self.calls.append(name)
 
     def produce_reliably(producer, topic, value, key, timestamp, tracker):
         sent.append((topic, value))
@@ -63,13 +66,16 @@ def test_the_audit_topic_gets_no_embeddings_and_a_bounded_retention(monkeypatch)
 
     monkeypatch.setattr(enrolment, "ensure_topic",
                         lambda kafka, topic, partitions, config: topics.update({topic: config}))
-    monkeypatch.setattr(enrolment, "reliable_producer", lambda kafka: Producer())
+    producer = Producer()
+    monkeypatch.setattr(enrolment, "reliable_producer", lambda kafka, **conf: producer)
     monkeypatch.setattr(enrolment, "produce_reliably", produce_reliably)
     kafka = Kafka()
     watchlist = enrolment.Watchlist(kafka)
     retention = int(topics[kafka.topics.watchlist_audit]["retention.ms"])
     assert 0 < retention <= 400 * 86_400_000  # not kept forever (-1)
     watchlist._publish(face("W-3", t=123))
+    # the change and its audit record are one transaction
+    assert producer.calls == ["init_transactions", "begin_transaction", "commit_transaction"]
     codec = AvroCodec("WatchlistEntry")
     by_topic = {topic: codec.decode(value) for topic, value in sent}
     assert len(by_topic[kafka.topics.watchlist]["embeddings"]) == 1  # the job needs them
