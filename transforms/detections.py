@@ -152,6 +152,10 @@ def analysis_record(analysis: FrameAnalysis, processed_ms: int) -> dict:
             if texts is not None:
                 attributes["plate_text"] = str(texts[i])
                 attributes["plate_display"] = str(det.data["plate_display"][i])
+                # the track's fused read: how many reads, since when, and this frame's own
+                for key in ("plate_read", "plate_reads", "plate_first_ms"):
+                    if key in det.data:
+                        attributes[key] = str(det.data[key][i])
             if subjects is not None and subjects[i]:
                 attributes["watchlist_id"] = str(subjects[i])
             rows.append({

@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .detections import MOTOR_VEHICLE_CLASSES, Detections, FrameAnalysis
+from .plate_vote import PlateVote
 
 
 
@@ -82,6 +83,37 @@ def _forget(book: dict[str, dict], now_ms: int, policy: RecognitionPolicy) -> di
     return {k: v for k, v in book.items() if now_ms - v["last_ms"] <= policy.forget_after_ms}
 
 
+def fuse_per_track(votes: dict[str, dict], plates: Detections, now_ms: int) -> dict[str, dict]:
+    """Each read of a vehicle track joins the track's vote; the frame's plates then carry the
+    track's fused read (``plate_text``, ``plate_display``: what the watchlist matches), with the
+    frame's own read kept as ``plate_read``, the number of reads fused as ``plate_reads`` and
+    the time of the track's first read as ``plate_first_ms`` (one plate row per track in the
+    store is keyed by it). ``votes``: track -> {"first_ms", "reads"} (plain data)."""
+    if not len(plates):
+        return votes
+    texts = plates.data["plate_text"]
+    plates.data["plate_read"] = np.array(list(texts), dtype=object)
+    fused_text = list(texts)
+    fused_display = list(plates.data.get("plate_display", texts))
+    reads, first = np.ones(len(plates), np.int32), np.full(len(plates), now_ms, np.int64)
+    confs = plates.data.get("char_conf", [""] * len(plates))
+    for i, track in enumerate(int(t) for t in plates.tracker_id):
+        if track < 0:
+            continue
+        entry = votes.get(str(track)) or {"first_ms": int(now_ms), "reads": []}
+        vote = PlateVote(entry["reads"])
+        vote.add((str(texts[i]), str(confs[i]), float(plates.confidence[i])))
+        fused = vote.result()
+        votes[str(track)] = {"first_ms": entry["first_ms"], "reads": vote.state}
+        if fused is not None:
+            fused_text[i], fused_display[i] = fused.text, fused.display
+        reads[i], first[i] = len(vote), entry["first_ms"]
+    plates.data["plate_text"] = np.array(fused_text, dtype=object)
+    plates.data["plate_display"] = np.array(fused_display, dtype=object)
+    plates.data["plate_reads"], plates.data["plate_first_ms"] = reads, first
+    return votes
+
+
 def owner_rows(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
     """For each inner box (a face, a plate) the row of the outer box (person, vehicle) that
     contains most of it, or -1."""
@@ -125,6 +157,7 @@ class TrackRecognition:
         width = det.xyxy[:, 2] - det.xyxy[:, 0]
         faces_book = _forget(state["faces"], now, policy)
         plates_book = _forget(state["plates"], now, policy)
+        votes = dict(state.get("plate_votes") or {})  # older states have none
         if self.find_faces is not None and policy.faces:
             rows = due_rows(faces_book, det, (names == "person") & (height >= policy.min_person_height_px),
                             policy, now)
@@ -143,6 +176,8 @@ class TrackRecognition:
                 plates = self.read_plates(analysis.image, vehicles)
                 owner = plates.data.get("vehicle_index", np.full(len(plates), -1))
                 plates.tracker_id = np.where(owner >= 0, vehicles.tracker_id[owner], -1)
+                votes = fuse_per_track(votes, plates, now)
                 analysis.plates = plates
                 _note(plates_book, vehicles.tracker_id, set(plates.tracker_id.tolist()), now)
-        return {"faces": faces_book, "plates": plates_book}
+        return {"faces": faces_book, "plates": plates_book,
+                "plate_votes": {t: v for t, v in votes.items() if t in plates_book}}

@@ -18,6 +18,7 @@ class Retention(Strict):
         "evidence crops of alerts (faces, plates), kept shorter than the alerts themselves"))
     frame_analyses_days: float = Field(30, gt=0, description=(
         "per-frame analyses (boxes, tracks, plate texts: movement of identifiable people)"))
+    vehicle_plates_days: float = Field(90, gt=0, description="each vehicle track's fused plate read")
     sink_rejects_days: float = Field(7, gt=0, description="records the store refused, with their raw payloads")
     access_audit_days: float = Field(730, gt=0, description="who searched or viewed evidence, and when")
 

@@ -68,6 +68,13 @@ SCHEMA = [
         reason TEXT NOT NULL, payload BYTEA,
         PRIMARY KEY (topic, kafka_partition, kafka_offset))""",
     # The evidence crop an alert carried (watchlist alerts), for the console and reports.
+    # One row per vehicle track whose plate was read: the track's fused read (the character vote
+    # over its frames), updated as reads arrive; keyed by the track's first read.
+    """CREATE TABLE IF NOT EXISTS vehicle_plates (
+        camera_id TEXT NOT NULL, track_id BIGINT NOT NULL, first_ms BIGINT NOT NULL,
+        last_ms BIGINT NOT NULL, plate_text TEXT NOT NULL, plate_display TEXT,
+        reads INTEGER NOT NULL, best_score REAL NOT NULL, best_sequence BIGINT NOT NULL,
+        PRIMARY KEY (camera_id, track_id, first_ms))""",
     # Who searched the store for a person or looked at evidence, when (SECURITY.md).
     """CREATE TABLE IF NOT EXISTS access_audit (
         time_ms BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL,
@@ -261,6 +268,33 @@ class AnalystStore:
             (f["camera_id"], f["sequence"], f["capture_ms"], _ts(f["capture_ms"]), f["processed_ms"],
              len(classes), classes.count("person"), sum(c in VEHICLE_CLASSES for c in classes),
              json.dumps(detections, separators=(",", ":"))))
+        for d in f["detections"]:
+            a = d.get("attributes") or {}
+            if "plate_first_ms" in a and d["track_id"] >= 0:
+                self.upsert_vehicle_plate(f["camera_id"], d["track_id"], int(a["plate_first_ms"]),
+                                          f["capture_ms"], a["plate_text"], a.get("plate_display"),
+                                          int(a.get("plate_reads", 1)), d["score"], f["sequence"])
+
+    def upsert_vehicle_plate(self, camera_id: str, track_id: int, first_ms: int, time_ms: int,
+                             text: str, display: str | None, reads: int, score: float,
+                             sequence: int) -> None:
+        """The track's fused plate read, replaced by a later frame's (more reads fused)."""
+        self.execute(
+            """INSERT INTO vehicle_plates (camera_id, track_id, first_ms, last_ms, plate_text,
+                   plate_display, reads, best_score, best_sequence)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (camera_id, track_id, first_ms) DO UPDATE SET
+                   last_ms = GREATEST(vehicle_plates.last_ms, excluded.last_ms),
+                   plate_text = CASE WHEN excluded.reads >= vehicle_plates.reads
+                                     THEN excluded.plate_text ELSE vehicle_plates.plate_text END,
+                   plate_display = CASE WHEN excluded.reads >= vehicle_plates.reads
+                                        THEN excluded.plate_display ELSE vehicle_plates.plate_display END,
+                   best_sequence = CASE WHEN excluded.best_score > vehicle_plates.best_score
+                                        THEN excluded.best_sequence ELSE vehicle_plates.best_sequence END,
+                   best_score = GREATEST(vehicle_plates.best_score, excluded.best_score),
+                   reads = GREATEST(vehicle_plates.reads, excluded.reads)""",
+            (camera_id, int(track_id), int(first_ms), int(time_ms), text, display, int(reads),
+             float(score), int(sequence)))
 
     def upsert_sighting(self, s: dict) -> None:
         self.execute(
@@ -364,6 +398,8 @@ class AnalystStore:
             "alerts": ("DELETE FROM alerts WHERE time_ms < %s", (alerts_cut,)),
             "frame_analyses": ("DELETE FROM frame_analyses WHERE capture_ms < %s",
                                (cutoff(retention.frame_analyses_days),)),
+            "vehicle_plates": ("DELETE FROM vehicle_plates WHERE last_ms < %s",
+                               (cutoff(retention.vehicle_plates_days),)),
             "sink_rejects": ("DELETE FROM sink_rejects WHERE rejected_ms IS NULL OR rejected_ms < %s",
                              (cutoff(retention.sink_rejects_days),)),
             "access_audit": ("DELETE FROM access_audit WHERE time_ms < %s",

@@ -81,3 +81,38 @@ def test_owner_rows_needs_most_of_the_inner_box_inside():
     outer = np.array([[0, 0, 100, 100], [200, 0, 300, 100]], np.float32)
     inner = np.array([[10, 10, 20, 20], [95, 10, 115, 20], [250, 50, 260, 60]], np.float32)
     assert owner_rows(inner, outer).tolist() == [0, -1, 1]
+
+
+def test_a_vehicle_track_gets_one_fused_plate_read_and_one_store_row():
+    """Three frames of one vehicle read 51F-123.45, 51F-128.45, 51E-123.45: every frame after
+    the first carries the track's vote, and the store keeps one row for the track."""
+    from camflow.services.store import AnalystStore
+    from camflow.transforms.detections import analysis_record
+    from camflow.transforms.recognition import RecognitionPolicy, TrackRecognition
+
+    reads = iter([("51F12345", "0.95,0.9,0.9,0.9,0.9,0.9,0.9,0.9"),
+                  ("51F12845", "0.95,0.9,0.9,0.9,0.9,0.4,0.9,0.9"),
+                  ("51E12345", "0.95,0.9,0.3,0.9,0.9,0.9,0.9,0.9")])
+
+    def read_plates(image, vehicles):
+        text, conf = next(reads)
+        return Detections(xyxy=[[10, 10, 60, 40]], confidence=[0.9], class_id=[0],
+                          class_names=("licence_plate",),
+                          data={"plate_text": np.array([text], dtype=object),
+                                "plate_display": np.array([text], dtype=object),
+                                "vehicle_index": np.array([0], np.int32),
+                                "char_conf": np.array([conf], dtype=object)})
+
+    recognise = TrackRecognition(None, read_plates, RecognitionPolicy(retry_ms=0, readings_per_track=5))
+    store, state = AnalystStore("duckdb:///:memory:"), None
+    for i in range(3):
+        analysis = FrameAnalysis(camera_id="gate", capture_ms=1000 * i, sequence=i, width=640,
+                                 height=480, jpeg=b"", image=np.zeros((480, 640, 3), np.uint8))
+        analysis.detections = Detections(xyxy=[[0, 0, 300, 200]], confidence=[0.9], class_id=[2],
+                                         tracker_id=[7])
+        state = recognise(state, analysis)
+        store.upsert_analysis(analysis_record(analysis, processed_ms=1000 * i))
+    assert list(analysis.plates.data["plate_read"]) == ["51E12345"]
+    assert list(analysis.plates.data["plate_text"]) == ["51F12345"]
+    assert store.query("SELECT track_id, plate_text, reads, first_ms, last_ms FROM vehicle_plates") == [
+        (7, "51F12345", 3, 0, 2000)]
