@@ -111,8 +111,8 @@ ANALYSE_COUNTERS = ("frames_analysed", "detections", "tracked_detections", "face
 
 
 def analyse_metrics(runtime_context, operator) -> OperatorMetrics:
-    """Metrics of ``AnalyseFrames``: its detector and the face/plate readers timed in place
-    (``detector_ms``, ``faces_ms``, ``plates_ms``)."""
+    """Metrics of ``AnalyseFrames``: its detector, the face/plate readers and the fall rule's
+    pose check timed in place (``detector_ms``, ``faces_ms``, ``plates_ms``, ``pose_ms``)."""
     metrics = OperatorMetrics(runtime_context).declare(*ANALYSE_COUNTERS)
     if metrics.group is None:
         return metrics
@@ -121,6 +121,8 @@ def analyse_metrics(runtime_context, operator) -> OperatorMetrics:
     if recognition is not None:
         recognition.find_faces = metrics.timed("faces", recognition.find_faces)
         recognition.read_plates = metrics.timed("plates", recognition.read_plates)
+    if getattr(operator, "person_down", None) is not None:
+        operator.person_down = metrics.timed("pose", operator.person_down)
     return metrics
 
 

@@ -35,12 +35,15 @@ without a pose verdict, the box (height/width <= ``lying_ratio``, box not cut by
 bottom edge) or a *collapse* (the box's top fell by ``COLLAPSE_DROP`` of the standing height
 and its shape went below the middle of the two ratios, while its bottom stayed). A pose that
 sees the person sitting, crouching or bending (``other``) confirms nothing, so sitting down,
-bending and lying down slowly (down only after ``upright_within_ms``) never fire. The detector
-often misses a person on the floor: a track lost within ``upright_within_ms`` of standing is
-*searched* for with the pose in the area around where it stood (not when it was last seen at
-the frame's side or top edge: it walked out; and no more once found standing twice), and a
-lying person found there continues its episode, measured from the first frame it was missed.
-Pose runs only for such tracks (box changed shape or dropped, or track lost), at most once per
+bending and lying down slowly (down only after ``upright_within_ms``) never fire.
+
+The detector often misses a person on the floor, and the tracker often does not know them
+again after a fall. So a track lost within ``upright_within_ms`` of standing is *searched* for
+with the pose in the area around where it stood (not when it was last seen at the frame's
+side or top edge: it walked out; no more once found standing twice), and a lying person found
+there continues its episode, "down" from the first frame it was missed; and a new track that
+is not standing, over the feet of such a lost track, takes over the lost track's fall. Pose
+runs only for these tracks (box changed shape or dropped, or track lost), at most once per
 ``POSE_EVERY_MS`` per track, and not once a fall is confirmed; without ``pose`` or an image,
 only the box confirms (the rule as it was).
 
@@ -64,7 +67,7 @@ import numpy as np
 import shapely
 from shapely.geometry import Polygon
 
-from .alerts import alert_id, time_bucket
+from .alerts import alert_record, time_bucket
 from .detections import FrameAnalysis
 from .scene import CountingLine, Scene, Zone
 
@@ -138,9 +141,10 @@ def persist(record: dict[str, Any] | None, holds: bool | None, now: int, hold_ms
 
 
 def _new_fall() -> dict[str, Any]:
-    return {"up_ms": None, "up_box": None, "up_ratio": None, "left_ms": None, "episode": None,
+    return {"up_ms": None, "up_box": None, "up_head": None, "up_ratio": None, "left_ms": None,
+            "episode": None,
             "confirmed": None, "pose_ms": None, "posture": None, "found": None,
-            "searched": 0}
+            "searched": 0, "from_track": None}
 
 
 def new_state() -> dict[str, Any]:
@@ -155,12 +159,14 @@ def new_state() -> dict[str, Any]:
          "sides": {line_id: (side, gx, gy)},        # last confirmed side (-1 A, +1 B) and point
          "fall": {"up_ms", "up_box", "up_ratio",    # last seen standing: time, box (x1, y1, x2,
                                                     #   y2 normalised), height/width
+                  "up_head",                        # (top, height) of its tallest recent box
                   "left_ms",                        # first frame after that, not standing
                   "episode": record | None,         # down since the fall
                   "confirmed": None | {"by": "pose" | "box" | "collapse", "ms": int, ...},
                   "pose_ms", "posture",             # last pose call and its verdict
                   "found",                          # where a lost person was found lying
-                  "searched"},                      # searches that found it standing since lost
+                  "searched",                       # searches that found it standing since lost
+                  "from_track"},                    # the lost track whose fall it took over
          "run": record | None,
          "owners": [track_id], "owner_near_ms": int | None, "litter": record | None}
 
@@ -274,19 +280,8 @@ class SceneBehaviour:
         # Subject, rule target and track all go into the hashed subject: two people in the
         # same zone in the same bucket are two alerts, not one.
         key = json.dumps([subject, target, track_id], ensure_ascii=False)
-        return {
-            "alert_id": alert_id(alert_type, camera_id, key, bucket),
-            "type": alert_type,
-            "severity": severity,
-            "camera_id": camera_id,
-            "time_ms": int(now),
-            "subject": subject,
-            "score": float(score),
-            "track_id": None if track_id is None else int(track_id),
-            "evidence": json.dumps(evidence, sort_keys=True, separators=(",", ":")),
-            "evidence_jpeg": None,
-            "evidence_ref": None,
-        }
+        return alert_record(alert_type, severity, camera_id, now, subject, score, id_key=key,
+                            bucket_ms=bucket, track_id=track_id, evidence=evidence)
 
     def _speed(self, track: dict[str, Any], now: int, width: int, height: int,
                window_ms: int) -> tuple[float, tuple[float, float]] | None:
@@ -567,6 +562,7 @@ class SceneBehaviour:
         there is no look-up or no image. Returns the number of pose calls made."""
         rule = self.scene.fall
         calls = 0
+        self._fall_handover(now, tracks, seen, width, height)
         for tid in sorted(tracks):
             track = tracks[tid]
             if track["class"] not in rule.classes:
@@ -598,6 +594,41 @@ class SceneBehaviour:
                                  alerts)
         return calls
 
+    def _fall_handover(self, now, tracks, seen, width, height) -> None:
+        """After a fall the tracker often does not know the person again (their box and look
+        changed): a new track that is not standing, over the feet of a track lost within
+        ``upright_within_ms`` of standing, takes over that track's fall (its standing, its
+        "down since", any confirmation); the lost one stops."""
+        rule = self.scene.fall
+        window = rule.upright_within_ms
+        lost = [tid for tid, t in sorted(tracks.items())
+                if tid not in seen and t["class"] in rule.classes
+                and t["fall"]["up_ms"] is not None and now - t["fall"]["up_ms"] <= window
+                and not (t["fall"]["episode"] or {}).get("fired")]
+        for tid, track in sorted(seen.items()):
+            fall = track["fall"]
+            if (not lost or track["class"] not in rule.classes or fall["up_ms"] is not None
+                    or now - track["first_ms"] > window):
+                continue
+            _, gx, gy, bw, bh = track["history"][-1]
+            if (bh * height) / max(bw * width, 1e-6) >= rule.upright_ratio:
+                continue  # standing: someone else, or back on their feet
+            box = (gx - bw / 2, gy - bh, gx + bw / 2, gy)
+            donors = [d for d in lost if tracks[d]["class"] == track["class"]
+                      and tracks[d]["fall"]["up_box"] is not None
+                      and self._over_feet(tracks[d]["fall"]["up_box"], box)]
+            if not donors:
+                continue
+            donor = min(donors, key=lambda d: abs((tracks[d]["fall"]["up_box"][0]
+                                                   + tracks[d]["fall"]["up_box"][2]) / 2 - gx))
+            lost.remove(donor)
+            tracks[donor] = _copy_track(tracks[donor])
+            given = tracks[donor]["fall"]
+            fall.update({k: given[k] for k in ("up_ms", "up_box", "up_head", "up_ratio",
+                                               "left_ms", "episode", "confirmed")})
+            fall["from_track"] = donor
+            tracks[donor]["fall"] = _new_fall()
+
     def _fall_seen(self, now, fall, track, width, height, image, pose) -> tuple[bool, int]:
         """A visible track: updates ``fall`` (the track's own copy); returns (down, pose calls)."""
         rule = self.scene.fall
@@ -610,7 +641,7 @@ class SceneBehaviour:
         if not standing and recent and fall["confirmed"] is None:
             box_lying = (ratio <= rule.lying_ratio and gy < 1.0 - max(EDGE_PX / height, EDGE)
                          and self._over_feet(fall["up_box"], box))
-            dropped = self._dropped(fall["up_box"], box)
+            dropped = self._dropped(fall, box)
             collapse = dropped and ratio <= (rule.upright_ratio + rule.lying_ratio) / 2
             if pose is None:
                 confirm = "box" if box_lying else None
@@ -629,8 +660,11 @@ class SceneBehaviour:
                     confirm = "box" if box_lying else "collapse" if collapse else None
         fall["searched"] = 0
         if standing:
-            fall.update(up_ms=now, up_box=box, up_ratio=ratio, left_ms=None, confirmed=None,
-                        found=None)
+            # How tall they stood: the highest top among the recent boxes (the last standing
+            # box may already be a stumble's).
+            top = min(track["history"], key=lambda s: (s[2] - s[4], -s[0]))
+            fall.update(up_ms=now, up_box=box, up_head=(top[2] - top[4], top[4]), up_ratio=ratio,
+                        left_ms=None, confirmed=None, found=None)
             return False, called
         if fall["left_ms"] is None:
             fall["left_ms"] = now
@@ -676,15 +710,17 @@ class SceneBehaviour:
         return gx - bw / 2 <= edge or gx + bw / 2 >= 1.0 - edge or gy - bh <= edge
 
     @staticmethod
-    def _dropped(up_box, box) -> bool:
-        """The box's top fell by COLLAPSE_DROP of the standing box's height while its bottom
-        rose by less than COLLAPSE_RISE of it (rising: walking away from the camera), and it
-        still spans where the standing person's feet were (a person falls from their feet;
-        a track that jumped to someone else nearby does not)."""
+    def _dropped(fall, box) -> bool:
+        """The box's top fell by COLLAPSE_DROP of the standing height below the top of the
+        tallest recent box, while its bottom rose by less than COLLAPSE_RISE of it (rising:
+        walking away from the camera), and it still spans where the standing person's feet
+        were (a person falls from their feet; a track that jumped to someone else does not)."""
+        up_box = fall["up_box"]
         if up_box is None:
             return False
-        up_h = max(up_box[3] - up_box[1], 1e-6)
-        return (box[1] - up_box[1] >= COLLAPSE_DROP * up_h
+        top, up_h = fall["up_head"] or (up_box[1], up_box[3] - up_box[1])
+        up_h = max(up_h, 1e-6)
+        return (box[1] - top >= COLLAPSE_DROP * up_h
                 and up_box[3] - box[3] < COLLAPSE_RISE * up_h
                 and SceneBehaviour._over_feet(up_box, box))
 
@@ -728,7 +764,7 @@ class SceneBehaviour:
              "min_down_ms": rule.min_down_ms, "upright_within_ms": rule.upright_within_ms,
              "upright_ratio": rule.upright_ratio, "lying_ratio": rule.lying_ratio,
              "confirmed_by": fall["confirmed"]["by"], "confirmed_ms": fall["confirmed"]["ms"],
-             "seen": visible, "posture": fall["posture"]}))
+             "seen": visible, "posture": fall["posture"], "from_track": fall["from_track"]}))
 
     def _running_step(self, camera_id, now, seen, speeds, alerts) -> None:
         rule = self.scene.running

@@ -66,14 +66,17 @@ class CameraStep:
 class CameraAnalysis:
     """The per-camera step of the job. ``detector(image) -> Detections`` (with ``name``,
     ``version`` and ``class_names``) and ``recognition`` (faces and plates, or None) are the
-    models, loaded once; ``settings_for(camera_id)`` gives a camera's ``CameraSettings``."""
+    models, loaded once, with ``person_down`` (the pose check of the fall rule, or None);
+    ``settings_for(camera_id)`` gives a camera's ``CameraSettings``."""
 
     def __init__(self, detector, recognition: TrackRecognition | None,
-                 settings_for: Callable[[str], CameraSettings], liveness: CameraLiveness):
+                 settings_for: Callable[[str], CameraSettings], liveness: CameraLiveness,
+                 person_down: Callable | None = None):
         self.detector = detector
         self.recognition = recognition
         self.settings_for = settings_for
         self.liveness = liveness
+        self.person_down = person_down  # the pose check of the fall rule (None: box only)
 
     def frame(self, state: CameraState, analysis: FrameAnalysis,
               watermark_ms: int | None) -> CameraStep:
@@ -90,7 +93,7 @@ class CameraAnalysis:
         if self.recognition is not None:
             state.recognition = self.recognition(state.recognition, analysis,
                                                  settings.recognition)
-        behaviour = settings.scene.step(state.behaviour, analysis)
+        behaviour = settings.scene.step(state.behaviour, analysis, pose=self.person_down)
         state.behaviour = behaviour.state
         analysis.crossings = behaviour.extra["crossings"]
         step = CameraStep(analysis, state, list(behaviour.alerts))

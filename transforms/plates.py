@@ -332,13 +332,13 @@ def plate_candidates_from_lines(quads: np.ndarray, scores: np.ndarray,
     used_pairs = set()
     for i in range(n):
         wi, hi = sizes[i]
-        if hi < 5 or wi < 1.2 * hi:
+        if hi < 5 or not 1.2 * hi <= wi <= 6 * hi:
             continue
         for j in range(n):
             if j == i:
                 continue
             wj, hj = sizes[j]
-            if hj < 5 or wj < 1.0 * hj:
+            if hj < 5 or not 1.0 * hj <= wj <= 6 * hj:
                 continue
             # j must lie below i (along i's own up-down direction: tilted plates), close,
             # and roughly centred under it; the detector's boxes are grown, so they may overlap
@@ -357,7 +357,7 @@ def plate_candidates_from_lines(quads: np.ndarray, scores: np.ndarray,
             used_pairs.update((i, j))
     for i in range(n):
         wi, hi = sizes[i]
-        if hi < 6 or wi < 1.5 * hi:
+        if hi < 6 or not 1.5 * hi <= wi <= 9 * hi:  # longer lines are other text
             continue
         out.append({"lines": [order_quad(quads[i])], "quad": order_quad(quads[i]),
                     "score": float(scores[i]) * (0.8 if i in used_pairs else 1.0), "kind": 1})
@@ -521,13 +521,15 @@ class PlateReader:
 
     def __init__(self, recogniser: TextRecogniser | None = None, detector: TextDetector | None = None,
                  threads: int = 1, accept: float = 0.6, two_line_max_aspect: float = 2.6,
-                 one_line_min_aspect: float = 2.2):
+                 one_line_min_aspect: float = 2.2, min_height: int = 64, unsure: float = 0.6):
         self.rec = recogniser or TextRecogniser(threads=threads)
         self._det = detector
         self._threads = threads
         self.accept = accept
         self.two_line_max_aspect = two_line_max_aspect
         self.one_line_min_aspect = one_line_min_aspect
+        self.min_height = min_height
+        self.unsure = unsure
         self._lock = threading.Lock()
 
     @property
@@ -551,7 +553,11 @@ class PlateReader:
         return out
 
     def read_split(self, crop: np.ndarray, score: float = 1.0) -> PlateText | None:
-        """The recogniser on the crop's line(s), no text detection."""
+        """The recogniser on the crop's line(s), no text detection. A small crop is first
+        upscaled (bicubic) to ``min_height``: the split and the line edges work on more rows."""
+        if crop.shape[0] < self.min_height:
+            f = self.min_height / crop.shape[0]
+            crop = cv2.resize(crop, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
         hyps = self.layouts(crop)
         images = [im for _, ims in hyps for im in ims]
         reads = self.rec(images)
@@ -606,6 +612,7 @@ class PlateReader:
             if p is None and len(idx) == 1:
                 orphans.append((quad, reads[idx[0]]))
             if p is not None:
+                p = self.second_look(image, quad, p, score)
                 p.box = quad
                 out.append(p)
         # a lone line that reads as one half of a two-line plate (its other line faint or
@@ -620,9 +627,31 @@ class PlateReader:
             crop = rectify(image, grown, margin=0.02)
             p = self.read_split(crop, score) if crop.size else None
             if p is not None and p.lines == 2:
+                p = self.second_look(image, grown, p, score)
                 p.box = grown
                 out.append(p)
         return _dedupe_boxes(out)
+
+    def second_look(self, image: np.ndarray, quad: np.ndarray, p: PlateText, score: float = 1.0,
+                    margin: float = 0.12) -> PlateText:
+        """An unsure reading (a repaired character, or one below ``unsure``) read again from a
+        wider crop of its quad; the two fused character by character (``plate_vote``)."""
+        if p.repairs == 0 and min(p.char_conf, default=1.0) >= self.unsure:
+            return p
+        crop = rectify(image, quad, margin=margin)
+        q = self.read_split(crop, score) if crop.size else None
+        if q is None or q.text == p.text:
+            return p if q is None or p.confidence >= q.confidence else q
+        from .plate_vote import fuse_reads
+
+        fused = fuse_reads([p, q])
+        if fused is None:
+            return p
+        src = (p, q)[fused.evidence]
+        if src.text == fused.text:
+            return src
+        fused.raw, fused.lines = src.raw, src.lines
+        return fused
 
     def read(self, crop: np.ndarray, retry_detect: bool = True, score: float = 1.0) -> PlateText | None:
         """Best plate reading of a plate crop (BGR), box in crop pixels; ``None`` if none parses.
@@ -746,6 +775,7 @@ class PlateRecogniser:
     def __init__(self, finder: PlateFinder | None = None, reader: PlateReader | None = None,
                  threads: int = 1, vehicle_min_height: int = 48, vehicle_crop_height: int = 480,
                  max_plates: int = 8, scene_text_side: int = 960, fine_text_side: int = 1920,
+                 plate_sides: Sequence[int] = (960,), fine_plate_sides: Sequence[int] = (1600,),
                  vehicle_text_side: int = 640, vehicle_plate_sizes: Sequence[int] = (640,),
                  zoom_below: int = 240, crop_accept: float = 0.8):
         self.finder = finder or PlateFinder(threads=threads)
@@ -755,6 +785,8 @@ class PlateRecogniser:
         self.max_plates = max_plates
         self.scene_text_side = scene_text_side
         self.fine_text_side = fine_text_side
+        self.plate_sides = tuple(plate_sides)
+        self.fine_plate_sides = tuple(fine_plate_sides)
         self.vehicle_text_side = vehicle_text_side
         self.vehicle_plate_sizes = tuple(vehicle_plate_sizes)
         self.zoom_below = zoom_below
@@ -766,6 +798,7 @@ class PlateRecogniser:
             crop = rectify(region, q)
             p = self.reader.read_split(crop, float(np.sqrt(conf))) if crop.size else None
             if p is not None:
+                p = self.reader.second_look(region, q, p, float(np.sqrt(conf)))
                 p.box = _plate_shape(q, p.lines)
                 out.append(p)
         return out
@@ -774,6 +807,10 @@ class PlateRecogniser:
         """The text detector's (coarse) working size for a region."""
         return self.scene_text_side
 
+    def is_big(self, region: np.ndarray) -> bool:
+        """More than twice the coarse working size: small plates there need the fine pass."""
+        return max(region.shape[:2]) > 2 * self.scene_text_side
+
     def detect_lines(self, region: np.ndarray, text_side: int | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
         """Text lines in a region: one pass at ``text_side`` (default ``scene_text_side``);
@@ -781,7 +818,7 @@ class PlateRecogniser:
         ``fine_text_side`` (small plates in a big photo have too few pixels at 960)."""
         side = text_side or self.scene_text_side
         quads, scores = self.reader.det(region, max_side=side, min_side=64)
-        if text_side is None and self.fine_text_side and max(region.shape[:2]) > 2 * side:
+        if text_side is None and self.fine_text_side and self.is_big(region):
             fq, fs = self.reader.det.tiled(region, min(self.fine_text_side, max(region.shape[:2])))
             if len(fq):
                 quads, scores = np.concatenate([quads, fq]), np.concatenate([scores, fs])
@@ -806,6 +843,8 @@ class PlateRecogniser:
         """``read_region`` and every plate candidate quad that was read (found or not)."""
         region = _bgr(region)
         h, w = region.shape[:2]
+        if plate_sizes is None:
+            plate_sizes = self.plate_sides + (self.fine_plate_sides if self.is_big(region) else ())
         plates = self.finder.find(region, sizes=plate_sizes)
         order = np.argsort(-plates.confidence)[: self.max_plates]
         plates = plates[order] if len(plates) else plates

@@ -193,20 +193,26 @@ class CountingLine(SceneModel):
 
 
 class FallRule(SceneModel):
-    """Box-geometry fall detection: a tracked person's box goes from upright to lying.
+    """A tracked person goes from upright to down and stays down: "down" is a lying pose (the
+    pose model on the person's crop, run only when the box changed shape, dropped or was lost),
+    else the box's shape (lying) or its collapse from the standing height.
 
     ratio = box height / box width. A standing person is ~2-3, a lying one < 1.
     ``upright_within_ms``: the person must have been upright this shortly before lying down,
     so people already lying when first seen (sunbathers on a beach) never alert.
     """
 
-    enabled: bool = True
-    classes: list[str] = Field(default_factory=lambda: list(PERSON_CLASSES))
-    upright_ratio: float = Field(1.6, gt=0)
-    lying_ratio: float = Field(0.9, gt=0)
-    upright_within_ms: int = Field(3_000, ge=0)
-    min_down_ms: int = Field(3_000, ge=0)
-    severity: Severity = "critical"
+    enabled: bool = Field(True, description="raise fall alerts on this camera")
+    classes: list[str] = Field(default_factory=lambda: list(PERSON_CLASSES), description="who can fall")
+    upright_ratio: float = Field(1.6, gt=0, description="box height/width at or above this is standing")
+    lying_ratio: float = Field(0.9, gt=0, description="box height/width at or below this is lying")
+    upright_within_ms: int = Field(3_000, ge=0, description=(
+        "the person stood this shortly before going down (lying down slowly, or already lying "
+        "when first seen, never alerts)"))
+    min_down_ms: int = Field(2_000, ge=0, description=(
+        "down for this long after the fall raises it (measured on real falls: people who "
+        "fell are still down 2-3 s later; a stumble is up again sooner)"))
+    severity: Severity = Field("critical", description="fall alerts")
 
     @model_validator(mode="after")
     def _validate(self) -> "FallRule":

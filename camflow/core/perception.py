@@ -17,6 +17,7 @@ from camflow.transforms.detections import VEHICLE_CLASSES
 FACE_DETECTOR_MODEL = "centerface"
 FACE_LANDMARK_MODEL = "dlib-shape5"
 FACE_EMBEDDING_MODEL = "dlib-face-resnet"
+POSE_MODEL = "movenet-multipose"
 
 
 class ModelMissing(RuntimeError):
@@ -60,6 +61,22 @@ def face_embedder(**kwargs):
     from camflow.transforms.faces import FaceEmbedder
     return FaceEmbedder(model_path(FACE_EMBEDDING_MODEL), model_path(FACE_LANDMARK_MODEL),
                         **kwargs)
+
+
+def person_down(threads: int = 1):
+    """``person_down(image, box, search=False) -> Posture | None``: the pose model on a person's
+    crop, for the fall rule."""
+    from camflow.transforms.pose import PersonDown, PoseEstimator
+    return PersonDown(PoseEstimator(model_path(POSE_MODEL), threads=threads))
+
+
+def configured_person_down(config):
+    """The pose check when any camera's scene raises falls (None otherwise: no model loaded)."""
+    from camflow.transforms.scene import Scene
+    scenes = [c.scene or Scene() for c in config.cameras] + [Scene()]  # unknown cameras too
+    if not any(scene.fall.enabled for scene in scenes):
+        return None
+    return person_down(config.job.detector.threads)
 
 
 def configured_recognition(config):
@@ -150,12 +167,13 @@ def camera_analysis(config):
     from camflow.transforms.anomaly import CameraLiveness
     from camflow.transforms.camera_analysis import CameraAnalysis
     analysis = CameraAnalysis(detector_for_cameras(config), configured_recognition(config),
-                              camera_settings(config), CameraLiveness(config.job.liveness))
-    warm_up(analysis.detector, analysis.recognition)
+                              camera_settings(config), CameraLiveness(config.job.liveness),
+                              configured_person_down(config))
+    warm_up(analysis.detector, analysis.recognition, analysis.person_down)
     return analysis
 
 
-def warm_up(detector, recognition) -> None:
+def warm_up(detector, recognition, person_down=None) -> None:
     """Every model once on a blank frame at start: a first inference allocates ONNX Runtime's
     buffers and the plate reader loads lazily, so without this the first frames after a
     (re)start wait seconds each."""
@@ -164,6 +182,8 @@ def warm_up(detector, recognition) -> None:
     from camflow.transforms.detections import Detections
     blank = np.full((540, 960, 3), 127, np.uint8)
     detector(blank)
+    if person_down is not None:
+        person_down(blank, (380, 40, 580, 520))
     if recognition is None:
         return
     if recognition.find_faces is not None:
