@@ -66,3 +66,11 @@ fuzz: setup
 BENCH_SETUP ?= --config bench/island.yaml --cluster --parallelism 2
 bench: models
 	$(PY) -m bench.pipeline --videos "$(VIDEOS)" $(BENCH_SETUP) $(BENCH_ARGS)
+
+# The samplers' own CPU (bench/samplers.py): decode before/after issue 17 on every video, then
+# 41 real samplers (one process, 41 cameras; before, then after) replaying the videos in real
+# time to a broker of its own; the last line is one JSON object.
+.PHONY: bench-samplers
+SAMPLER_BENCH_ARGS ?=
+bench-samplers: setup
+	$(PY) -m bench.samplers --videos "$(VIDEOS)" $(SAMPLER_BENCH_ARGS)

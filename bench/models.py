@@ -1,6 +1,6 @@
 """Latency of every default model, with 1 and 2 ONNX Runtime intra-op threads where it applies.
 
-    python -m bench.models [--cases detector centerface dlib clp_det ocr] [--iters 15] [--warmup 3]
+    python -m bench.models [--cases detector centerface dlib clp_det ocr plates] [--iters 15] [--warmup 3]
     (or: python bench/models.py)
 
 Cases, all on real data from ``../shared/data`` (relative to the repo; ``$CAMFLOW_DATA``
@@ -14,9 +14,17 @@ overrides):
 * ``dlib``: ``dlib-shape5`` + ``dlib-face-resnet`` embedding per face (tests__test_images__obama.jpg,
   the largest CenterFace face); dlib has no ORT threads: 1 row only.
 * ``clp_det``: plate detector per frame (car-detection.mp4 frame 0, 768x432): "model" = one
-  ``session.run`` at longer side 1024, "e2e" = ``PlateFinder.find`` (sides 640 and 1024, NMS).
-* ``ocr``: ``PlateReader.read`` (PP-OCRv6 det + rec through rapidocr) per plate crop, every
-  crop in plates/ read ``--crop-reps`` times; median / p90 over all reads.
+  ``session.run`` at longer side 1024, "e2e" = ``PlateFinder.find`` (its default sizes, NMS).
+* ``ocr``: ``PlateReader.read`` (PP-OCRv6 recogniser on the split lines, text detector as the
+  fall-back) per plate crop, every crop in plates/ read ``--crop-reps`` times; median / p90.
+* ``plates``: today's plate path against the one it replaced, in the same run, 1 thread each,
+  alternating image by image: the baseline is ``transforms/plates.py`` as of commit
+  ``PLATES_BASELINE`` (read from git, rapidocr det + rec; ``$CAMFLOW_PLATES_BASELINE`` names
+  another commit). Per plate crop (plates/, ``--crop-reps`` times) and per whole 1-2 MP scene
+  (scenes/ images of at least 1 MP, larger ones scaled to 1600 px on the longer side), both
+  through ``read_plates_in_image`` without a vehicle detector; ``ratio`` = baseline median /
+  new median. ``--plates-eval`` adds ``camflow eval plates`` (exact, plate_recall, ms) of both
+  paths on scenes/ and plates/ (slow: the baseline takes ~3 s per scene).
 
 Baseline = 1 thread; ``speedup_vs_1`` = t(1 thread) / t(N threads) on the median of the "e2e"
 column (of "model" where there is no e2e). Nothing else should run meanwhile: on a shared
@@ -43,7 +51,10 @@ CARS = DATA / "video" / "car-detection.mp4"
 FACE_FRAME = DATA / "faces" / "examples__knn_examples__test__obama1.jpg"
 FACE_PHOTO = DATA / "faces" / "tests__test_images__obama.jpg"
 PLATES = DATA / "plates"
-CASES = ("detector", "centerface", "dlib", "clp_det", "ocr")
+SCENES = DATA / "scenes"
+CASES = ("detector", "centerface", "dlib", "clp_det", "ocr", "plates")
+# The plate path before issue 13 (rapidocr det + rec, clp-det at 640 + 1024): the baseline.
+PLATES_BASELINE = os.environ.get("CAMFLOW_PLATES_BASELINE", "30e59e5")
 
 
 class Skip(Exception):
@@ -184,7 +195,8 @@ def bench_clp_det(iters: int, warmup: int, threads_list) -> dict:
     frame = _video_frame(CARS, 0)
     h, w = frame.shape[:2]
     result = {"case": "clp_det", "model": PLATE_MODEL, "unit": "frame",
-              "input": f"car-detection.mp4[0] {w}x{h}, sides 640+1024", "threads": {}}
+              "input": f"car-detection.mp4[0] {w}x{h}, sides {'+'.join(map(str, PlateFinder().sizes))}",
+              "threads": {}}
     scale = 1024 / max(h, w)
     big = cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_LINEAR)
     blob = (big.astype(np.float32) - PlateFinder.MEAN).transpose(2, 0, 1)[None]
@@ -221,7 +233,111 @@ def bench_ocr(crop_reps: int, threads_list) -> dict:
                 samples.append((time.perf_counter() - t0) * 1000.0)
                 read += p is not None
         result["threads"][str(t)] = {"e2e": _stats(samples), "read": read,
-                                     "providers": ["onnxruntime (rapidocr)"]}
+                                     "providers": ["onnxruntime"]}
+    return _finish(result)
+
+
+def baseline_plates():
+    """``transforms/plates.py`` as of ``PLATES_BASELINE``, loaded from git as
+    ``camflow.transforms._plates_baseline`` (its two helpers from ``faces`` mapped to where
+    they live now), its shared recogniser on 1 ONNX thread."""
+    import importlib.util
+    import subprocess
+
+    try:
+        src = subprocess.run(["git", "show", f"{PLATES_BASELINE}:transforms/plates.py"], cwd=REPO,
+                             check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise Skip(f"baseline plates.py ({PLATES_BASELINE}) not readable from git: {exc}")
+    src = (src.replace("from .faces import _ort_session", "from .onnx_runtime import open_session as _ort_session")
+              .replace("from .faces import _nms", "from .boxes import nms as _nms"))
+    import camflow.transforms as pkg
+
+    name = "camflow.transforms._plates_baseline"
+    spec = importlib.util.spec_from_loader(name, loader=None, origin=f"git:{PLATES_BASELINE}")
+    mod = importlib.util.module_from_spec(spec)
+    mod.__package__ = pkg.__name__
+    sys.modules[name] = mod
+    exec(compile(src, f"<{PLATES_BASELINE}:transforms/plates.py>", "exec"), mod.__dict__)
+    mod._default["r"] = mod.PlateRecogniser(mod.PlateFinder(threads=1), mod.PlateReader(threads=1))
+    return mod
+
+
+class _BaselineSearch:
+    """The baseline through ``eval_plates``' interface (``search_image``)."""
+
+    def __init__(self, mod):
+        self.mod = mod
+
+    def search_image(self, image, vehicle_detector=None):
+        reads = self.mod.read_plates_in_image(image, vehicle_detector=vehicle_detector)
+        return reads, [p.box for p in reads if p.box is not None]
+
+
+def _scenes_1_2mp() -> list[tuple[str, np.ndarray]]:
+    import cv2
+
+    out = []
+    for path in sorted(SCENES.glob("*.jpg")):
+        img = cv2.imread(str(path))
+        if img is None or img.shape[0] * img.shape[1] < 1_000_000:
+            continue
+        scale = 1600 / max(img.shape[:2])
+        if img.shape[0] * img.shape[1] > 2_000_000:
+            img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        out.append((path.name, img))
+    return out
+
+
+def bench_plates(crop_reps: int, scene_reps: int, with_eval: bool) -> dict:
+    import cv2
+
+    from camflow.transforms import plates as new
+
+    _verified(new.PLATE_MODEL, new.OCR_DET_MODEL, new.OCR_REC_MODEL)
+    old = baseline_plates()
+    rec = new.PlateRecogniser(threads=1)
+    crops = [(p.name, cv2.imread(str(p))) for p in sorted(PLATES.glob("*.jpg"))]
+    crops = [(n, c) for n, c in crops if c is not None]
+    scenes = _scenes_1_2mp()
+    if not crops or not scenes:
+        raise Skip(f"no plate crops in {PLATES} or no 1-2 MP scenes in {SCENES}")
+    paths = {"baseline": lambda im: old.read_plates_in_image(im), "new": rec.read_image}
+    for f in paths.values():  # warm-up: sessions, priors, first allocations
+        f(crops[0][1])
+        f(scenes[0][1])
+    result = {"case": "plates", "model": f"{PLATES_BASELINE} vs working tree", "unit": "image",
+              "input": (f"{len(crops)} crops x {crop_reps}; {len(scenes)} scenes "
+                        f"({', '.join(f'{n} {im.shape[1]}x{im.shape[0]}' for n, im in scenes)}) x {scene_reps}"),
+              "threads": {}}
+    row: dict = {"providers": ["onnxruntime, 1 thread, paths alternating"]}
+    for unit, items, reps in (("crop", crops, crop_reps), ("scene", scenes, scene_reps)):
+        samples: dict[str, list[float]] = {k: [] for k in paths}
+        texts: dict[str, list[list[str]]] = {k: [] for k in paths}
+        for _ in range(reps):
+            for _, im in items:
+                for k, f in paths.items():
+                    t0 = time.perf_counter()
+                    reads = f(im)
+                    samples[k].append((time.perf_counter() - t0) * 1000.0)
+                    texts[k].append([p.text for p in reads])
+        for k in paths:
+            row[f"{k}_{unit}"] = _stats(samples[k])
+        row[f"ratio_{unit}"] = round(row[f"baseline_{unit}"]["median_ms"] / row[f"new_{unit}"]["median_ms"], 2)
+        row[f"ratio_{unit}_mean"] = round(statistics.mean(samples["baseline"]) / statistics.mean(samples["new"]), 2)
+    row["e2e"] = row["new_scene"]
+    if with_eval:
+        from camflow.evaluation.perception import eval_plates, vehicle_detector
+
+        vehicles = vehicle_detector(threads=1)
+        for k, searcher in (("baseline", _BaselineSearch(old)), ("new", rec)):
+            for name, folder in (("scenes", SCENES), ("crops", PLATES)):
+                r = eval_plates(folder, folder / "labels.csv", vehicles=vehicles, recogniser=searcher)
+                row[f"eval_{k}_{name}"] = {m: (round(v, 3) if isinstance(v, float) else v)
+                                           for m, v in r.items() if m != "misses"}
+                row[f"eval_{k}_{name}"]["misses"] = [(m["file"], m["truth"], m["kind"], m["read_here"])
+                                                     for m in r["misses"]]
+    result["threads"]["1"] = row
     return _finish(result)
 
 
@@ -235,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--crop-reps", type=int, default=2)
+    parser.add_argument("--scene-reps", type=int, default=2)
+    parser.add_argument("--plates-eval", action="store_true",
+                        help="plates case: also camflow eval plates of both paths (slow)")
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--build", action="store_true", help="build / verify all models first")
     args = parser.parse_args(argv)
@@ -257,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         jobs.append(("clp_det", lambda: bench_clp_det(args.iters, args.warmup, threads)))
     if "ocr" in args.cases:
         jobs.append(("ocr", lambda: bench_ocr(args.crop_reps, threads)))
+    if "plates" in args.cases:
+        jobs.append(("plates", lambda: bench_plates(args.crop_reps, args.scene_reps, args.plates_eval)))
 
     results, skipped = [], []
     for label, job in jobs:
@@ -267,6 +388,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label}: skipped ({exc})", flush=True)
             continue
         results.append(r)
+        if r["case"] == "plates":
+            row = r["threads"]["1"]
+            for unit in ("crop", "scene"):
+                print(f"plates     per {unit:<6} baseline {row[f'baseline_{unit}']['median_ms']} ms, "
+                      f"new {row[f'new_{unit}']['median_ms']} ms (medians, 1 thread): "
+                      f"x{row[f'ratio_{unit}']} (means: x{row[f'ratio_{unit}_mean']})", flush=True)
+            for key in sorted(k for k in row if k.startswith("eval_")):
+                e = row[key]
+                print(f"{key:<22} exact {e['exact']} plate_recall {e.get('plate_recall', '-')} "
+                      f"ms/image {e['ms_per_image']:.0f} ms/plate {e['ms_per_plate']:.0f} "
+                      f"misses {e['misses']}", flush=True)
+            continue
         for t, row in r["threads"].items():
             parts = [f"{k} {row[k]['median_ms']} ms (p90 {row[k]['p90_ms']})"
                      for k in ("model", "e2e") if k in row]

@@ -20,19 +20,24 @@ have() { command -v ffmpeg >/dev/null 2>&1 && command -v rtsp-server-perl >/dev/
 
 install() {
   if have; then return 0; fi
-  local apt=(apt-get)
+  local sudo=()
   if [ "$(id -u)" != 0 ]; then
-    if sudo -n true 2>/dev/null; then apt=(sudo -n apt-get); else
+    if sudo -n true 2>/dev/null; then sudo=(sudo -n); else
       log "ffmpeg / rtsp-server-perl missing and neither root nor password-less sudo"; exit 3; fi
   fi
   log "installing ffmpeg rtsp-server-perl (Debian packages)"
-  if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq --no-install-recommends \
+  local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get)
+  if ! "${apt[@]}" install -y -qq --no-install-recommends \
       ffmpeg rtsp-server-perl >&2; then
     "${apt[@]}" update -qq >&2 || true
-    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq --no-install-recommends \
+    "${apt[@]}" install -y -qq --no-install-recommends \
       ffmpeg rtsp-server-perl >&2 || { log "apt-get could not install them"; exit 3; }
   fi
   have || { log "installed, yet ffmpeg / rtsp-server-perl are not on PATH"; exit 3; }
+  # the package also enables a system service on 127.0.0.1:554; only the program is wanted
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    "${sudo[@]}" systemctl disable --now rtsp-server-perl >/dev/null 2>&1 || true
+  fi
 }
 
 clip() {

@@ -67,6 +67,35 @@ else
   echo "$key" > "$STAMP"
 fi
 
+# --- GPU extras (NVIDIA only; a CPU-only machine skips this block) ------------------------------
+# Where `nvidia-smi` runs, onnxruntime-gpu and faiss-gpu (requirements-gpu.txt) replace
+# onnxruntime and faiss-cpu (same import names, so the CPU builds go first).
+# CAMFLOW_GPU=0 skips this (and brings the CPU builds back), CAMFLOW_GPU=1 installs them without
+# nvidia-smi. Their own stamp, keyed on requirements-gpu.txt and on the main stamp: a reinstall
+# above (which brings the CPU builds back) redoes the swap.
+GPU_STAMP="$VENV/.camflow-gpu.stamp"
+gpu="${CAMFLOW_GPU:-auto}"
+if [ "$gpu" = auto ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then gpu=1; else gpu=0; fi
+fi
+if [ "$gpu" = 1 ]; then
+  gpu_key="$(cat "$REPO/requirements-gpu.txt" "$STAMP" | sha256sum | cut -d' ' -f1)"
+  if [ "${FORCE:-0}" != 1 ] && [ -f "$GPU_STAMP" ] && [ "$(cat "$GPU_STAMP")" = "$gpu_key" ]; then
+    log "GPU extras up to date"
+  else
+    log "GPU: replacing onnxruntime and faiss-cpu by requirements-gpu.txt"
+    "$VENV/bin/python" -m pip uninstall -q -y onnxruntime onnxruntime-gpu faiss-cpu faiss-gpu >&2 || true
+    "$VENV/bin/python" -m pip install -q -r "$REPO/requirements-gpu.txt" -c "$REPO/constraints.txt"
+    "$VENV/bin/python" -c 'import onnxruntime as ort, faiss; print("[setup_env] onnxruntime", ort.__version__, ort.get_available_providers(), "faiss", faiss.__version__, "GPUs", faiss.get_num_gpus())' >&2
+    echo "$gpu_key" > "$GPU_STAMP"
+  fi
+elif [ -f "$GPU_STAMP" ]; then
+  log "no GPU now (CAMFLOW_GPU=0 or no nvidia-smi): the CPU builds of onnxruntime and faiss back"
+  "$VENV/bin/python" -m pip uninstall -q -y onnxruntime-gpu faiss-gpu onnxruntime faiss-cpu >&2 || true
+  "$VENV/bin/python" -m pip install -q onnxruntime faiss-cpu -c "$REPO/constraints.txt"
+  rm -f "$GPU_STAMP"
+fi
+
 # --- jars (fast when cached + checksums match) ---------------------------------
 mapfile -t JARS < <("$VENV/bin/python" -m camflow.jobs.connector_jars)
 # the job's keyed Kafka record serializer, compiled once with javac (jobs/kafka_io.py)

@@ -31,7 +31,12 @@ def open_session(model_path: str | os.PathLike, threads: int = 1,
         chosen: list[Any] = []
         if os.environ.get(TENSORRT_ENV) == "1" and "TensorrtExecutionProvider" in available:
             chosen.append("TensorrtExecutionProvider")
-        chosen += [p for p in GPU_PROVIDERS if p in available]
+        gpu = [p for p in GPU_PROVIDERS if p in available]
+        if gpu and hasattr(ort, "preload_dlls"):
+            # onnxruntime-gpu's CUDA libraries come as pip wheels: without this the CUDA
+            # provider cannot find them and every session silently runs on the CPU.
+            ort.preload_dlls()
+        chosen += gpu
         chosen.append("CPUExecutionProvider")
     else:
         chosen = list(providers)

@@ -86,9 +86,18 @@ def _check_transport(rtsp_transport: str) -> str:
     return rtsp_transport
 
 
-def open_capture(source: str, rtsp_transport: str = "tcp") -> cv2.VideoCapture:
+def _video_capture(source: str, decode_threads: int | None) -> cv2.VideoCapture:
+    if decode_threads is None:
+        return cv2.VideoCapture(source)
+    return cv2.VideoCapture(source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, int(decode_threads)])
+
+
+def open_capture(source: str, rtsp_transport: str = "tcp",
+                 decode_threads: int | None = None) -> cv2.VideoCapture:
     """An opened ``VideoCapture`` of a file or stream; an ``rtsp://`` source asks the server for
-    ``rtsp_transport`` (``OPENCV_FFMPEG_CAPTURE_OPTIONS`` set for this open only, then restored)."""
+    ``rtsp_transport`` (``OPENCV_FFMPEG_CAPTURE_OPTIONS`` set for this open only, then restored).
+    ``decode_threads``: the decoder's threads (None: OpenCV's default, one per core; 1 costs
+    less CPU per frame where many cameras share a machine, see bench/README.md)."""
     _check_transport(rtsp_transport)
     if not is_stream(source):
         path = Path(source.removeprefix("file://"))
@@ -100,7 +109,7 @@ def open_capture(source: str, rtsp_transport: str = "tcp") -> cv2.VideoCapture:
             previous = os.environ.get(CAPTURE_OPTIONS_ENV)
             os.environ[CAPTURE_OPTIONS_ENV] = capture_options(previous, rtsp_transport)
             try:
-                capture = cv2.VideoCapture(source)
+                capture = _video_capture(source, decode_threads)
             finally:
                 if previous is None:
                     os.environ.pop(CAPTURE_OPTIONS_ENV, None)
@@ -114,7 +123,7 @@ def open_capture(source: str, rtsp_transport: str = "tcp") -> cv2.VideoCapture:
                 f"unsupported codec, camera unreachable, or a server that does not offer "
                 f"{rtsp_transport}: try rtsp_transport {other})")
         return capture
-    capture = cv2.VideoCapture(source)
+    capture = _video_capture(source, decode_threads)
     if not capture.isOpened():
         raise SourceError(f"cannot open video source {redact(source)!r}: OpenCV/FFmpeg could not open it "
                           "(wrong URL, unsupported codec, or camera unreachable)")
@@ -128,13 +137,14 @@ def _position_ms(capture: cv2.VideoCapture) -> float | None:
 
 
 def sample_file(source: str, fps: float, start_ms: int | None = None,
-                realtime: bool = False, max_frames: int | None = None) -> Iterator[SampledFrame]:
+                realtime: bool = False, max_frames: int | None = None,
+                decode_threads: int | None = None) -> Iterator[SampledFrame]:
     """Frames of a video file at ``fps``; sequence is the source frame index (stable on replay).
 
     Capture time = ``start_ms`` + the frame's timestamp in the file (``CAP_PROP_POS_MSEC``,
     relative to the first frame; where a frame's timestamp does not advance, the previous one
     plus one frame at the file's nominal rate). Only sampled frames are retrieved."""
-    capture = open_capture(source)
+    capture = open_capture(source, decode_threads=decode_threads)
     native_fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     frame_ms = 1000.0 / native_fps
     now_ms = int(time.time() * 1000)
@@ -232,7 +242,8 @@ class StreamClock:
 
 def sample_stream(source: str, fps: float, max_frames: int | None = None,
                   max_backoff_s: float = 30.0, give_up_after_s: float | None = None,
-                  on_reconnect=None, rtsp_transport: str = "tcp") -> Iterator[SampledFrame]:
+                  on_reconnect=None, rtsp_transport: str = "tcp",
+                  decode_threads: int | None = None) -> Iterator[SampledFrame]:
     """Frames of a live source at ``fps`` by their capture times (``StreamClock``; snapshot
     URLs by wall clock); reconnects with backoff, forever by default (``on_reconnect()``
     hears each attempt). Sequence = capture ms."""
@@ -247,7 +258,8 @@ def sample_stream(source: str, fps: float, max_frames: int | None = None,
     while max_frames is None or emitted < max_frames:
         snapshot = _is_snapshot(source)
         try:
-            capture = None if snapshot else open_capture(source, rtsp_transport)
+            capture = None if snapshot else open_capture(source, rtsp_transport,
+                                                         decode_threads=decode_threads)
         except SourceError as exc:
             down_since = down_since or time.monotonic()
             if give_up_after_s is not None and time.monotonic() - down_since > give_up_after_s:
@@ -331,14 +343,14 @@ def ingest(kafka: Kafka, camera_id: str, source: str, fps: float, max_width: int
            start_ms: int | None = None, progress: bool | None = None,
            sampler_id: str | None = None, policy: str = "keep-all",
            max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, frame_store=None,
-           rtsp_transport: str = "tcp") -> IngestReport:
+           rtsp_transport: str = "tcp", decode_threads: int | None = None) -> IngestReport:
     """Sample ``source`` and publish FrameSamples keyed by camera; returns once all are acked.
 
     ``policy`` says what happens when ``max_in_flight`` frames are unacknowledged (see
     camflow/core/overload.py): keep-all waits, latest-only drops older unsent frames (counted).
     ``frame_store`` (camflow/core/frame_store.py): each JPEG goes there and the record carries only
     its reference (claim check); None sends the bytes inline. ``rtsp_transport`` (tcp, udp):
-    what an ``rtsp://`` source asks its server for."""
+    what an ``rtsp://`` source asks its server for; ``decode_threads``: see ``open_capture``."""
     _check_transport(rtsp_transport)
     codec = AvroCodec("FrameSample", kafka.registry_conf(), subject=f"{kafka.topics.frames}-value")
     metrics = SamplerMetrics(camera_id)  # served by `camflow ingest --metrics-port`
@@ -355,10 +367,12 @@ def ingest(kafka: Kafka, camera_id: str, source: str, fps: float, max_width: int
     started = time.monotonic()
     if is_stream(source):
         frames = sample_stream(source, fps, max_frames=max_frames,
-                               on_reconnect=metrics.reconnects.inc, rtsp_transport=rtsp_transport)
+                               on_reconnect=metrics.reconnects.inc, rtsp_transport=rtsp_transport,
+                               decode_threads=decode_threads)
         bar = None
     else:
-        frames = sample_file(source, fps, start_ms=start_ms, realtime=realtime, max_frames=max_frames)
+        frames = sample_file(source, fps, start_ms=start_ms, realtime=realtime, max_frames=max_frames,
+                             decode_threads=decode_threads)
         bar = _progress_bar(source, fps, max_frames, progress)
     key = camera_id.encode()
     for frame in frames:
