@@ -12,7 +12,7 @@ SOAK_ARGS ?=
 
 setup: .venv/.camflow-setup.stamp
 
-.venv/.camflow-setup.stamp: requirements.txt constraints.txt setup.py infra/setup_env.sh
+.venv/.camflow-setup.stamp: requirements.txt constraints.txt pyproject.toml infra/setup_env.sh
 	bash infra/setup_env.sh
 
 models: setup

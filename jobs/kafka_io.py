@@ -35,7 +35,6 @@ BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 KEYED = Types.TUPLE([BYTES, BYTES])
 
 JAVA_SOURCE = Path(__file__).resolve().parent / "java" / "KeyedBytesSerializationSchema.java"
-JAVA_CLASS = "camflow.kafka.KeyedBytesSerializationSchema"
 
 
 def frames_source(kafka: Kafka, stop_offsets: dict[int, int] | None = None) -> KafkaSource:
@@ -136,7 +135,7 @@ def keyed_records_jar(cache_dir: str | os.PathLike | None = None) -> Path:
                               capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"javac {JAVA_SOURCE.name} failed:\n{done.stdout}{done.stderr}")
-        staged = Path(tmp) / jar.name
+        staged = jars / f".{jar.name}.{os.getpid()}.tmp"  # same file system as the jar
         with zipfile.ZipFile(staged, "w", zipfile.ZIP_DEFLATED) as out:
             out.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: camflow\n")
             for path in sorted(classes.rglob("*.class")):

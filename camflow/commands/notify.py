@@ -3,7 +3,9 @@ from __future__ import annotations
 
 
 def cmd_notify(args) -> int:
+    from camflow.commands.common import find_config
     from camflow.services.notify import run
+    args.config = str(find_config(args.config)[0] or "") or None  # the same discovery as every command
     return run(args)
 
 

@@ -17,7 +17,7 @@ def cmd_status(args) -> int:
         report = status(config, exact=args.exact, flink_url=args.flink_url)
     except KafkaException as exc:
         print(f"camflow status: Kafka {config.kafka.bootstrap_servers}: {exc}", file=sys.stderr)
-        return 2
+        return 1  # a runtime failure (exit 2 is for usage and config errors)
     print(json.dumps(report) if args.json else "\n".join(format_status(report)))
     return 0
 

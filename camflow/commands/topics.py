@@ -10,7 +10,7 @@ from camflow.commands.common import _config
 def cmd_topics_apply(args) -> int:
     """Creates the missing topics and brings the others to the configured partitions and topic
     configs (camflow/services/topics.py); ``--dry-run`` only says what it would change. Exit 1
-    when the broker refused a change, 2 when Kafka does not answer."""
+    when Kafka does not answer or refused a change (2: a usage or config error)."""
     from confluent_kafka import KafkaException
 
     from camflow.services.topics import apply, format_changes
@@ -19,7 +19,7 @@ def cmd_topics_apply(args) -> int:
         changes = apply(config, dry_run=args.dry_run)
     except KafkaException as exc:
         print(f"camflow topics apply: Kafka {config.kafka.bootstrap_servers}: {exc}", file=sys.stderr)
-        return 2
+        return 1
     if args.json:
         print(json.dumps({"bootstrap_servers": config.kafka.bootstrap_servers, "dry_run": args.dry_run,
                           "topics": [c.as_dict() for c in changes]}))

@@ -154,6 +154,7 @@ def figure_alerts_over_time(data: ReportData, tz) -> str | None:
         bottom += hist
     ax.set_xlim(_dt(data.since_ms, tz), _dt(data.until_ms, tz))
     time_axis(ax, tz)
+    ax.yaxis.set_major_locator(plt.MaxNLocator(integer=True))  # counts
     ax.set_ylabel(f"alerts per {bucket_text(step)}")
     ax.legend(fontsize=8, ncol=min(4, len(types)), loc="upper left", frameon=False)
     ax.grid(axis="y", alpha=0.3)

@@ -76,7 +76,7 @@ def test_stop_with_savepoint_and_resubmit_analyses_every_frame_once(
     start_ms = (int(time.time() * 1000) - 60_000) // WINDOW_MS * WINDOW_MS
     frames = list(sample_file(str(vtest_path), FPS, start_ms=start_ms, max_frames=2 * BATCH))
 
-    sent = publish_frames(config, frames[:BATCH], start_ms)
+    sent = publish_frames(config, frames[:BATCH])
     submitted = _camflow("job", "submit", "--config", str(config_path))
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     wait_running(flink)
@@ -88,7 +88,7 @@ def test_stop_with_savepoint_and_resubmit_analyses_every_frame_once(
     assert (Path(savepoint.removeprefix("file:")) / "_metadata").is_file(), savepoint
     assert job_state(flink)[0] is None  # the job ended with its savepoint
 
-    sent |= publish_frames(config, frames[BATCH:], start_ms)  # arrives while the job is down
+    sent |= publish_frames(config, frames[BATCH:])  # arrives while the job is down
     resumed = _camflow("job", "submit", "--config", str(config_path), "--from-savepoint", savepoint)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     jid = wait_running(flink)
