@@ -102,10 +102,18 @@ def configured_recognition(config):
     return TrackRecognition(find_faces, read_plates, config.job.recognition)
 
 
+def plate_recogniser(threads: int = 1, **kwargs):
+    """Plate finding and reading on the verified model files, each on ``threads`` ONNX Runtime
+    threads (the job: ``job.detector.threads``; they used every core before)."""
+    from camflow.transforms.plates import PLATE_MODELS, PlateRecogniser
+    return PlateRecogniser.from_paths(
+        **{role: model_path(name) for role, name in PLATE_MODELS.items()}, threads=threads,
+        **kwargs)
+
+
 def plate_reader(threads: int = 1):
     """``read(image, vehicles) -> Detections`` of plates (``data["plate_text"]``)."""
-    from camflow.transforms.plates import read_plate
-    return read_plate
+    return plate_recogniser(threads).read_plate
 
 
 def with_overrides(settings, overrides: dict | None):
