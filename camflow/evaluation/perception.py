@@ -138,6 +138,16 @@ def vehicle_detector(model: str = "centernet-coco", threads: int = 1):
     return _vehicle_detector(model, threads=threads)
 
 
+def plate_recogniser(threads: int = 1):
+    """The plate recogniser on the verified model files (``PLATE_MODELS``), ``threads`` ONNX
+    Runtime threads per model."""
+    from camflow.core.perception import model_path
+    from camflow.transforms.plates import PLATE_MODELS, PlateRecogniser
+
+    return PlateRecogniser.from_paths(**{k: model_path(v) for k, v in PLATE_MODELS.items()},
+                                      threads=threads)
+
+
 def _box_iou(a, b) -> float:
     x1, y1 = max(a[0], b[0]), max(a[1], b[1])
     x2, y2 = min(a[2], b[2]), min(a[3], b[3])
@@ -178,13 +188,13 @@ def eval_plates(images_dir: str | Path, labels_csv: str | Path, vehicles=None, t
       place; ``candidate_iou`` tells a finder miss from a candidate that did not read as a
       plate) or ``misread`` (a reading at its place, wrong text), and what was read.
     """
-    from camflow.transforms.plates import PlateRecogniser, normalise_text
+    from camflow.transforms.plates import normalise_text
 
     if vehicles is None:
         vehicles = vehicle_detector(threads=threads)
     elif vehicles is False:
         vehicles = None
-    recogniser = recogniser or PlateRecogniser(threads=threads)
+    recogniser = recogniser or plate_recogniser(threads)
 
     images_dir = Path(images_dir)
     labels: dict[str, list[tuple[str, list[float] | None]]] = defaultdict(list)

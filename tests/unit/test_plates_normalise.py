@@ -95,3 +95,18 @@ def test_is_valid_plate():
 def test_vehicle_type():
     assert parse_plate("51F-598.81").vehicle_type == "car"
     assert parse_plate(["59-S2", "447.17"]).vehicle_type == "motorbike"
+
+
+def test_one_confusion_model_for_reader_and_watchlist():
+    from camflow.transforms import plate_text, watchlist
+    from camflow.transforms.plate_text import CONFUSABLE, ILLEGAL_LETTER, TO_DIGIT, TO_LETTER
+
+    # the reader's repairs are confusions of the one table
+    for table in (TO_DIGIT, TO_LETTER, ILLEGAL_LETTER):
+        assert all((read, true) in CONFUSABLE for read, true in table.items())
+    # the watchlist's fuzzy matching uses the same table
+    assert watchlist.plate_distance is plate_text.plate_distance
+    for a, b in ("MN", "UV", "KX", "PR", "EF", "HN", "0D", "8B", "7T"):
+        assert watchlist.plate_distance(a, b) == 0.5
+    # letter-letter confusions are cheap edits for the watchlist, never format repairs
+    assert parse_plate("59-N1 973.72").text == "59N197372"
