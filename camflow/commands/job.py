@@ -105,11 +105,9 @@ def cmd_job_savepoint(args) -> int:
     print(f"camflow job savepoint: {'stopping' if args.stop else 'savepoint of'} {job['jid']} "
           f"({job['name']}) into {target}", file=sys.stderr)
     try:
-        path = flink.savepoint(job["jid"], target, stop=args.stop, timeout=args.timeout)
+        print(flink.savepoint(job["jid"], target, stop=args.stop, timeout=args.timeout))
     except (FlinkRestError, TimeoutError) as exc:
-        print(f"camflow job savepoint: {exc}", file=sys.stderr)
-        return 1
-    print(path)
+        raise Failure(f"camflow job savepoint: {exc}") from None
     return 0
 
 

@@ -12,6 +12,7 @@ environment except the certificate and key files named.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,102 +87,103 @@ def _read_pem(path: str | Path, what: str) -> str:
     return text.strip()
 
 
-def java_client_properties(protocol: str = "PLAINTEXT", mechanism: str | None = None,
-                           username: str | None = None, password: str | None = None, *,
-                           ssl_ca_location: str | Path | None = None,
-                           ssl_certificate_location: str | Path | None = None,
-                           ssl_key_location: str | Path | None = None,
-                           ssl_key_password: str | None = None,
-                           oauth_token_endpoint_url: str | None = None,
-                           oauth_scope: str | None = None) -> dict[str, str]:
-    """Kafka Java client properties (Flink's Kafka source and sink).
+@dataclass(frozen=True)
+class Security:
+    """What both builders take: protocol, SASL mechanism and credentials, TLS files, and the
+    OIDC token endpoint for OAUTHBEARER (``username`` = client id, ``password`` = secret)."""
 
-    PLAIN/SCRAM: the mechanism's login module with ``username`` and ``password``.
-    OAUTHBEARER: OIDC client credentials (``username`` = client id, ``password`` = client
-    secret) from ``oauth_token_endpoint_url``, with Kafka's login callback handler.
-    A CA file becomes a PEM truststore; a client certificate and key (mutual TLS) a PEM
-    keystore given inline (``ssl.keystore.certificate.chain`` / ``ssl.keystore.key``), so the
-    files need not exist on every TaskManager. Kafka's PEM keystore reads PKCS#8 keys only.
-    """
-    _check(protocol, mechanism)
-    props = {"security.protocol": protocol}
-    if mechanism:
-        props["sasl.mechanism"] = mechanism
-        if mechanism == "OAUTHBEARER":
-            if not (username and password and oauth_token_endpoint_url):
+    protocol: str = "PLAINTEXT"
+    mechanism: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ssl_ca_location: str | Path | None = None
+    ssl_certificate_location: str | Path | None = None
+    ssl_key_location: str | Path | None = None
+    ssl_key_password: str | None = None
+    oauth_token_endpoint_url: str | None = None
+    oauth_scope: str | None = None
+
+    def checked(self) -> "Security":
+        """The checks both client libraries need, with errors that say what is missing."""
+        _check(self.protocol, self.mechanism)
+        if self.mechanism == "OAUTHBEARER":
+            if not (self.username and self.password and self.oauth_token_endpoint_url):
                 raise KafkaSecurityError("OAUTHBEARER needs a client id (username), a client "
                                          "secret (password) and a token endpoint URL")
-            props["sasl.login.callback.handler.class"] = OAUTHBEARER_LOGIN_HANDLER
-            props["sasl.oauthbearer.token.endpoint.url"] = oauth_token_endpoint_url
-            props["sasl.jaas.config"] = jaas_config(OAUTHBEARER_MODULE, {
-                "clientId": username, "clientSecret": password, "scope": oauth_scope})
-        else:
-            if not username or password is None:
-                raise KafkaSecurityError(f"{mechanism} needs a username and a password")
-            props["sasl.jaas.config"] = jaas_config(LOGIN_MODULES[mechanism],
-                                                    {"username": username, "password": password})
-    if ssl_ca_location:
+        elif self.mechanism and (not self.username or self.password is None):
+            raise KafkaSecurityError(f"{self.mechanism} needs a username and a password")
+        if bool(self.ssl_certificate_location) != bool(self.ssl_key_location):
+            raise KafkaSecurityError("a client certificate needs both ssl_certificate_location "
+                                     "and ssl_key_location")
+        return self
+
+
+def java_client_properties(*args, **kwargs) -> dict[str, str]:
+    """Kafka Java client properties (Flink's Kafka source and sink), from ``Security``'s fields.
+
+    PLAIN/SCRAM: the mechanism's login module with ``username`` and ``password``.
+    OAUTHBEARER: OIDC client credentials from ``oauth_token_endpoint_url``, with Kafka's login
+    callback handler. A CA file becomes a PEM truststore; a client certificate and key (mutual
+    TLS) a PEM keystore given inline (``ssl.keystore.certificate.chain`` /
+    ``ssl.keystore.key``), so the files need not exist on every TaskManager. Kafka's PEM
+    keystore reads PKCS#8 keys only.
+    """
+    s = Security(*args, **kwargs).checked()
+    props = {"security.protocol": s.protocol}
+    if s.mechanism == "OAUTHBEARER":
+        props["sasl.mechanism"] = s.mechanism
+        props["sasl.login.callback.handler.class"] = OAUTHBEARER_LOGIN_HANDLER
+        props["sasl.oauthbearer.token.endpoint.url"] = s.oauth_token_endpoint_url
+        props["sasl.jaas.config"] = jaas_config(OAUTHBEARER_MODULE, {
+            "clientId": s.username, "clientSecret": s.password, "scope": s.oauth_scope})
+    elif s.mechanism:
+        props["sasl.mechanism"] = s.mechanism
+        props["sasl.jaas.config"] = jaas_config(LOGIN_MODULES[s.mechanism],
+                                                {"username": s.username, "password": s.password})
+    if s.ssl_ca_location:
         props["ssl.truststore.type"] = "PEM"
-        props["ssl.truststore.location"] = str(ssl_ca_location)
-    if bool(ssl_certificate_location) != bool(ssl_key_location):
-        raise KafkaSecurityError("a client certificate needs both ssl_certificate_location "
-                                 "and ssl_key_location")
-    if ssl_certificate_location:
-        if protocol not in ("SSL", "SASL_SSL"):
+        props["ssl.truststore.location"] = str(s.ssl_ca_location)
+    if s.ssl_certificate_location:
+        if s.protocol not in ("SSL", "SASL_SSL"):
             raise KafkaSecurityError(f"a client certificate needs protocol SSL or SASL_SSL, "
-                                     f"not {protocol}")
-        key = _read_pem(ssl_key_location, "client key")
+                                     f"not {s.protocol}")
+        key = _read_pem(s.ssl_key_location, "client key")
         if "BEGIN PRIVATE KEY" not in key and "BEGIN ENCRYPTED PRIVATE KEY" not in key:
             raise KafkaSecurityError(
-                f"client key {ssl_key_location} is not PKCS#8, which Kafka's PEM keystore "
+                f"client key {s.ssl_key_location} is not PKCS#8, which Kafka's PEM keystore "
                 "needs: convert it with `openssl pkcs8 -topk8 -in KEY -out KEY.pk8 -nocrypt`")
-        if "BEGIN ENCRYPTED PRIVATE KEY" in key and not ssl_key_password:
-            raise KafkaSecurityError(f"client key {ssl_key_location} is encrypted: give its "
+        if "BEGIN ENCRYPTED PRIVATE KEY" in key and not s.ssl_key_password:
+            raise KafkaSecurityError(f"client key {s.ssl_key_location} is encrypted: give its "
                                      "password")
         props["ssl.keystore.type"] = "PEM"
-        props["ssl.keystore.certificate.chain"] = _read_pem(ssl_certificate_location,
+        props["ssl.keystore.certificate.chain"] = _read_pem(s.ssl_certificate_location,
                                                             "client certificate")
         props["ssl.keystore.key"] = key
-        if ssl_key_password:
-            props["ssl.key.password"] = ssl_key_password
+        if s.ssl_key_password:
+            props["ssl.key.password"] = s.ssl_key_password
     return props
 
 
-def librdkafka_properties(protocol: str = "PLAINTEXT", mechanism: str | None = None,
-                          username: str | None = None, password: str | None = None, *,
-                          ssl_ca_location: str | Path | None = None,
-                          ssl_certificate_location: str | Path | None = None,
-                          ssl_key_location: str | Path | None = None,
-                          ssl_key_password: str | None = None,
-                          oauth_token_endpoint_url: str | None = None,
-                          oauth_scope: str | None = None) -> dict[str, str]:
-    """The same settings for librdkafka (confluent-kafka): it takes the password as a plain
-    property (no JAAS), OAUTHBEARER as its built-in OIDC method, certificates as file paths."""
-    _check(protocol, mechanism)
-    conf = {"security.protocol": protocol}
-    if mechanism:
-        conf["sasl.mechanism"] = mechanism
-        if mechanism == "OAUTHBEARER":
-            if not (username and password and oauth_token_endpoint_url):
-                raise KafkaSecurityError("OAUTHBEARER needs a client id (username), a client "
-                                         "secret (password) and a token endpoint URL")
-            conf.update({"sasl.oauthbearer.method": "oidc",
-                         "sasl.oauthbearer.client.id": username,
-                         "sasl.oauthbearer.client.secret": password,
-                         "sasl.oauthbearer.token.endpoint.url": oauth_token_endpoint_url})
-            if oauth_scope:
-                conf["sasl.oauthbearer.scope"] = oauth_scope
-        else:
-            if not username or password is None:
-                raise KafkaSecurityError(f"{mechanism} needs a username and a password")
-            conf["sasl.username"], conf["sasl.password"] = username, password
-    if bool(ssl_certificate_location) != bool(ssl_key_location):
-        raise KafkaSecurityError("a client certificate needs both ssl_certificate_location "
-                                 "and ssl_key_location")
-    for key, value in (("ssl.ca.location", ssl_ca_location),
-                       ("ssl.certificate.location", ssl_certificate_location),
-                       ("ssl.key.location", ssl_key_location),
-                       ("ssl.key.password", ssl_key_password)):
+def librdkafka_properties(*args, **kwargs) -> dict[str, str]:
+    """The same settings (``Security``'s fields) for librdkafka (confluent-kafka): it takes the
+    password as a plain property (no JAAS), OAUTHBEARER as its built-in OIDC method,
+    certificates as file paths."""
+    s = Security(*args, **kwargs).checked()
+    conf = {"security.protocol": s.protocol}
+    if s.mechanism == "OAUTHBEARER":
+        conf.update({"sasl.mechanism": s.mechanism, "sasl.oauthbearer.method": "oidc",
+                     "sasl.oauthbearer.client.id": s.username,
+                     "sasl.oauthbearer.client.secret": s.password,
+                     "sasl.oauthbearer.token.endpoint.url": s.oauth_token_endpoint_url})
+        if s.oauth_scope:
+            conf["sasl.oauthbearer.scope"] = s.oauth_scope
+    elif s.mechanism:
+        conf.update({"sasl.mechanism": s.mechanism, "sasl.username": s.username,
+                     "sasl.password": s.password})
+    for key, value in (("ssl.ca.location", s.ssl_ca_location),
+                       ("ssl.certificate.location", s.ssl_certificate_location),
+                       ("ssl.key.location", s.ssl_key_location),
+                       ("ssl.key.password", s.ssl_key_password)):
         if value:
             conf[key] = str(value)
     return conf

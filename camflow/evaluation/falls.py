@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -233,13 +232,3 @@ def run(args: argparse.Namespace) -> int:
         print(format_clip(row))
     print(json.dumps(result["summary"], sort_keys=True))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="camflow eval falls", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

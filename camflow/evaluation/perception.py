@@ -139,13 +139,10 @@ def vehicle_detector(model: str = "centernet-coco", threads: int = 1):
 
 
 def plate_recogniser(threads: int = 1):
-    """The plate recogniser on the verified model files (``PLATE_MODELS``), ``threads`` ONNX
-    Runtime threads per model."""
-    from camflow.core.perception import model_path
-    from camflow.transforms.plates import PLATE_MODELS, PlateRecogniser
+    """The plate recogniser on the verified model files (``core.perception``)."""
+    from camflow.core.perception import plate_recogniser as _plate_recogniser
 
-    return PlateRecogniser.from_paths(**{k: model_path(v) for k, v in PLATE_MODELS.items()},
-                                      threads=threads)
+    return _plate_recogniser(threads)
 
 
 def _box_iou(a, b) -> float:

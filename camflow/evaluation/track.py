@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -314,13 +313,3 @@ def run(args: argparse.Namespace) -> int:
         print(format_row(fps, row))
     print(json.dumps(result["rates"], sort_keys=True))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="camflow eval track", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -42,3 +42,19 @@ def decoded(config, topic: str, contract: str) -> list[dict]:
     from camflow.schemas.codec import AvroCodec
     codec = AvroCodec(contract)
     return [codec.decode(m.value()) for m in read_topic(config.kafka, topic, idle_timeout_s=1.5)]
+
+
+def running_watchlist_job(live_config, deployment: str, recognition: dict):
+    """The unbounded job on the mini-cluster for the live watchlist tests (one camera,
+    ``port-gate``; faces or plates as ``recognition`` says); yields its config, cancels it."""
+    from camflow.jobs.camera_job import start
+    config = live_config(deployment, ["port-gate"], {
+        "window_ms": 5000, "idleness_ms": 1000, "checkpoint_interval_ms": 2000,
+        "detector": {"threads": 2}, "tracking": {"min_hits": 2},
+        "recognition": {**recognition, "retry_ms": 0},
+        "watchlist": {"confirm_window_ms": 10000, "cooldown_ms": 60000}})
+    client = start(config)
+    try:
+        yield config
+    finally:
+        client.cancel().result()

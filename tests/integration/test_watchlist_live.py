@@ -10,6 +10,7 @@ import pytest
 from camflow.core.kafka import read_topic
 from camflow.schemas.codec import AvroCodec
 from camflow.services.enrolment import Watchlist
+from tests.integration.job_setup import running_watchlist_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
@@ -31,15 +32,7 @@ def wait_for_alerts(config, predicate, timeout_s=90.0):
 def live_job(live_config, built_models):
     if not FACES.is_dir():
         pytest.skip(f"shared face photos not present at {FACES}")
-    from camflow.jobs.camera_job import start
-    config = live_config("live", ["port-gate"], {
-        "window_ms": 5000, "idleness_ms": 1000, "checkpoint_interval_ms": 2000,
-        "detector": {"threads": 2}, "tracking": {"min_hits": 2},
-        "recognition": {"plates": False, "retry_ms": 0},
-        "watchlist": {"confirm_window_ms": 10000, "cooldown_ms": 60000}})
-    client = start(config)
-    yield config
-    client.cancel().result()
+    yield from running_watchlist_job(live_config, "live", {"plates": False})
 
 
 def test_person_added_while_running_is_alerted_and_removal_stops_alerts(live_job, publish_still):

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.integration.job_setup import running_watchlist_job
+
 from camflow.core.kafka import read_topic
 from camflow.schemas.codec import AvroCodec
 from camflow.services.enrolment import Watchlist
@@ -95,15 +97,7 @@ def wait_for_plate_alerts(config, timeout_s=60.0) -> list[dict]:
 def live_job(live_config, built_models):
     if not (VIDEO.is_file() and (PLATES / LISTED[0]).is_file() and (PLATES / OTHER[0]).is_file()):
         pytest.skip(f"shared video / plate crops not present under {DATA}")
-    from camflow.jobs.camera_job import start
-    config = live_config("live-plate", ["port-gate"], {
-        "window_ms": 5000, "idleness_ms": 1000, "checkpoint_interval_ms": 2000,
-        "detector": {"threads": 2}, "tracking": {"min_hits": 2},
-        "recognition": {"faces": False, "plates": True, "retry_ms": 0},
-        "watchlist": {"confirm_window_ms": 10000, "cooldown_ms": 60000}})
-    client = start(config)
-    yield config
-    client.cancel().result()
+    yield from running_watchlist_job(live_config, "live-plate", {"faces": False, "plates": True})
 
 
 def test_plate_added_while_running_is_alerted_and_removal_stops_alerts(live_job, publish_still):
