@@ -114,8 +114,9 @@ def test_eval_track_command_prints_rows_then_json(video_and_truth, tmp_path, mon
         "      lines: [{id: middle, points: [[0.5, 0.05], [0.5, 0.95]]}]\n")
     calls: list = []
     monkeypatch.setattr(ev, "load_detector", lambda cfg, camera_id: blob_detector(calls))
-    assert ev.main(["--video", str(video), "--gt", str(truth), "--fps", "10", "--fps", "2",
-                    "--config", str(config), "--camera", "walk"]) == 0
+    from camflow.commands import main
+    assert main(["eval", "track", "--video", str(video), "--gt", str(truth), "--fps", "10",
+                 "--fps", "2", "--config", str(config), "--camera", "walk"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     result = json.loads(lines[-1])
     assert sorted(result) == ["10", "2"]
