@@ -20,6 +20,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 def pytest_configure(config):
     config.addinivalue_line("markers", "integration: needs the .venv, a JDK and the local Tansu broker")
     config.addinivalue_line("markers", "slow: takes more than ~10 s")
+    config.addinivalue_line("markers", "long: minutes each; `make test-long` runs them, `make test` does not")
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ import yaml
 
 from tests.integration.job_setup import decoded, publish_frames
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long]
 REPO = Path(__file__).resolve().parents[2]
 # The last commit before the house reorganisation (issue 12): flat camflow/, package_dir mapping.
 PREVIOUS_RELEASE = "098688bc45f4d0ecc5b3b2e857e12238a76283cb"

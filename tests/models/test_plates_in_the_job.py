@@ -18,7 +18,7 @@ from camflow.core.kafka import DeliveryTracker, produce_reliably, reliable_produ
 from camflow.schemas.codec import AvroCodec
 from tests.integration.job_setup import create_job_topics, kafka_settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long]
 SCENES = Path(__file__).resolve().parents[3] / "shared" / "data" / "scenes"
 FRAMES_PER_SCENE = 3
 
