@@ -130,7 +130,7 @@ def analytics(config: Config, sources: Sources) -> dict[str, DataStream]:
 
     # Watchlist: broadcast to every instance; only frames with faces or plates go to matching.
     # Every face read also goes to face-embeddings (retroactive search), matched or not.
-    outputs: dict[str, tuple[DataStream, str]] = {}
+    outputs: dict[str, DataStream] = {}
     errors = [admitted.get_side_output(op.DEAD_LETTERS), analyses.get_side_output(op.DEAD_LETTERS),
               windows.get_side_output(op.LATE_FOR_WINDOW).process(op.LateFrames(topics.frames))]
     if matches_watchlist(config) and sources.watchlist is not None:

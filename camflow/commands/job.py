@@ -105,9 +105,11 @@ def cmd_job_savepoint(args) -> int:
     print(f"camflow job savepoint: {'stopping' if args.stop else 'savepoint of'} {job['jid']} "
           f"({job['name']}) into {target}", file=sys.stderr)
     try:
-        print(flink.savepoint(job["jid"], target, stop=args.stop, timeout=args.timeout))
+        path = flink.savepoint(job["jid"], target, stop=args.stop, timeout=args.timeout)
     except (FlinkRestError, TimeoutError) as exc:
-        raise Failure(f"camflow job savepoint: {exc}") from None
+        print(f"camflow job savepoint: {exc}", file=sys.stderr)
+        return 1
+    print(path)
     return 0
 
 

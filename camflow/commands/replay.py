@@ -22,7 +22,7 @@ from camflow.commands.common import _config, progress_wanted
 from camflow.core.frame_store import configured_store
 from camflow.core.kafka import ensure_topic, read_topic
 from camflow.schemas.codec import AvroCodec
-from camflow.services.sampler import ingest
+from camflow.services.sampler import ingest, video_duration_ms
 
 
 def replay_config(config: Config, camera_id: str) -> Config:
@@ -41,16 +41,6 @@ def replay_config(config: Config, camera_id: str) -> Config:
 
 DAY_MS = 86_400_000
 HISTORY_FPS = 1.0
-
-
-def video_duration_ms(video: str) -> int:
-    import cv2
-    capture = cv2.VideoCapture(video)
-    try:
-        native_fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT) * 1000.0 / native_fps)
-    finally:
-        capture.release()
 
 
 def publish_with_history(config: Config, camera_id: str, video: str, fps: float,

@@ -1,16 +1,19 @@
 """``camflow zones``: draw a camera's scene."""
 from __future__ import annotations
 
+import sys
 
-from camflow.commands.common import UsageError, _config
+from camflow.commands.common import _config
 
 
 def cmd_zones(args) -> int:
     from camflow.services.zones import draw
     try:
-        print(draw(_config(args), args.camera, args.image, args.out))
-    except ValueError as exc:  # the camera, its scene or the image is not usable
-        raise UsageError(f"camflow zones: {exc}") from None
+        path = draw(_config(args), args.camera, args.image, args.out)
+    except ValueError as exc:  # the camera, its scene or the image is not usable: usage
+        print(f"camflow zones: {exc}", file=sys.stderr)
+        return 2
+    print(path)
     return 0
 
 

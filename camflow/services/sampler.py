@@ -136,6 +136,19 @@ def _position_ms(capture: cv2.VideoCapture) -> float | None:
     return pos if pos is not None and math.isfinite(pos) and pos >= 0 else None
 
 
+def duration_ms(capture: cv2.VideoCapture) -> float:
+    """A video file's length: its frame count at its nominal rate."""
+    return capture.get(cv2.CAP_PROP_FRAME_COUNT) * 1000.0 / (capture.get(cv2.CAP_PROP_FPS) or 25.0)
+
+
+def video_duration_ms(source: str) -> int:
+    capture = open_capture(source)
+    try:
+        return int(duration_ms(capture))
+    finally:
+        capture.release()
+
+
 def sample_file(source: str, fps: float, start_ms: int | None = None,
                 realtime: bool = False, max_frames: int | None = None,
                 decode_threads: int | None = None) -> Iterator[SampledFrame]:
@@ -152,8 +165,7 @@ def sample_file(source: str, fps: float, start_ms: int | None = None,
     if start_ms is None:
         # Recorded footage replays as if it had just been captured: its last frame is "now",
         # so no capture time lies in the future (the job refuses those).
-        duration_ms = capture.get(cv2.CAP_PROP_FRAME_COUNT) * frame_ms
-        start_ms = int(now_ms - (0 if realtime else duration_ms))
+        start_ms = int(now_ms - (0 if realtime else duration_ms(capture)))
     step_ms = 1000.0 / fps
     next_pos_ms = 0.0
     first_pos: float | None = None
