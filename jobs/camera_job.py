@@ -153,7 +153,7 @@ def analytics(config: Config, sources: Sources) -> dict[str, DataStream]:
     outputs["alerts"] = alerts
     outputs["dead_letters"] = errors[0].union(*errors[1:])
 
-    prepare = {"analyses": op.encode_analysis}
+    prepare = {"analyses": op.encode_analysis, "aggregates": op.aggregate_record}
     return {name: encoded(stream, OUTPUTS[name][0], config, getattr(topics, OUTPUTS[name][1]),
                           prepare.get(name), name=name.replace("_", "-"))
             for name, stream in outputs.items()}

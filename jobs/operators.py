@@ -16,6 +16,7 @@ from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from camflow.config import Config
 from camflow.core import perception
+from camflow.core.evidence_store import AlertSnapshots
 from camflow.core.frame_store import FrameRefError, configured_store
 from camflow.jobs.metrics import OperatorMetrics, analyse_metrics, count_analysis
 from camflow.schemas.codec import AvroCodec, SchemaError
@@ -25,6 +26,7 @@ from camflow.transforms.anomaly import WindowAnomaly
 from camflow.transforms.camera_analysis import CameraState
 from camflow.transforms.dead_letters import dead_letter
 from camflow.transforms.detections import analysis_record
+from camflow.transforms.evidence import Marks
 from camflow.transforms.windows import WindowBook, WindowSpec
 from camflow.transforms import watchlist as wl
 
@@ -140,10 +142,12 @@ class AnalyseFrames(KeyedProcessFunction):
         self.states = {}
         self.liveness_timer = None
         self.metrics = None
+        self.snapshots = None
 
     def open(self, runtime_context: RuntimeContext):
         self.step = perception.camera_analysis(self.config)
         self.read_frame = frame_store_reader(self.config)
+        self.snapshots = AlertSnapshots(self.config)
         self.metrics = analyse_metrics(runtime_context, self.step)  # times the models in place
         self.states = {name: runtime_context.get_state(
             ValueStateDescriptor(name, Types.PICKLED_BYTE_ARRAY())) for name in self.STATES}
@@ -170,7 +174,9 @@ class AnalyseFrames(KeyedProcessFunction):
         step = self.step.frame(self._state(), analysis, self._watermark(ctx))
         self._keep(step.state)
         self._arm_liveness(step.next_check_ms, ctx)
-        for alert in step.alerts:
+        scene = self.step.settings_for(analysis.camera_id).scene.scene
+        for alert in self.snapshots.frame_alerts(step.alerts, analysis.image, analysis.detections,
+                                                 scene):
             yield ALERTS, alert
         analysis.image = None  # the decoded frame stays inside this operator chain
         if analysis.jpeg_ref or not (len(analysis.faces) or len(analysis.plates)):
@@ -213,6 +219,11 @@ class AnalyseFrames(KeyedProcessFunction):
 
 def encode_analysis(analysis) -> dict:
     return analysis_record(analysis, processed_ms=now_ms())
+
+
+def aggregate_record(window: dict) -> dict:
+    """The ``Aggregate`` record of a window: without the busiest frame its alerts were drawn on."""
+    return {k: v for k, v in window.items() if k != "busiest_frame"}
 
 
 class CountPerWindow(KeyedProcessFunction):
@@ -270,7 +281,10 @@ class CountPerWindow(KeyedProcessFunction):
 
     def _aggregates(self, camera: str, windows):
         for start, accumulator in windows:
-            yield aggregate.WindowCounts.result(accumulator, camera, start, start + self.spec.size_ms)
+            window = aggregate.WindowCounts.result(accumulator, camera, start,
+                                                   start + self.spec.size_ms)
+            window["busiest_frame"] = aggregate.WindowCounts.busiest_frame(accumulator)
+            yield window
 
     def _keep(self, book: dict) -> None:
         if book:
@@ -302,17 +316,20 @@ class ScoreWindows(KeyedProcessFunction):
     """
 
     def __init__(self, config: Config):
+        self.config = config
         self.anomaly = WindowAnomaly(config.job.anomaly)
         self.baseline = None
+        self.snapshots = None
 
     def open(self, runtime_context: RuntimeContext):
         self.baseline = runtime_context.get_state(
             ValueStateDescriptor("baseline", Types.PICKLED_BYTE_ARRAY()))
+        self.snapshots = AlertSnapshots(self.config)
 
     def process_element(self, window: dict, ctx: KeyedProcessFunction.Context):
         step = self.anomaly.step(self.baseline.value(), window)
         self.baseline.update(step.state)
-        for alert in step.alerts:
+        for alert in self.snapshots.window_alerts(step.alerts, window):
             yield ALERTS, alert
         yield step.extra["aggregate"]
 
@@ -321,10 +338,15 @@ class CrowdAlerts(ProcessFunction):
     """Window aggregates -> ``crowd_limit`` alerts for cameras with a configured limit."""
 
     def __init__(self, config: Config):
+        self.config = config
         self.rule = CrowdLimitRule(config.crowd_limits(), default_limit=config.job.default_crowd_limit)
+        self.snapshots = None
+
+    def open(self, runtime_context: RuntimeContext):
+        self.snapshots = AlertSnapshots(self.config)
 
     def process_element(self, window: dict, ctx: ProcessFunction.Context):
-        yield from self.rule.evaluate(window)
+        yield from self.snapshots.window_alerts(self.rule.evaluate(window), window)
 
 
 def summarise(analysis) -> dict:
@@ -381,10 +403,12 @@ class MatchWatchlist(KeyedBroadcastProcessFunction):
         self.faces_state = None
         self.plates_state = None
         self.metrics = None
+        self.snapshots = None
 
     def open(self, runtime_context: RuntimeContext):
         self.metrics = OperatorMetrics(runtime_context).declare("watchlist_matches")
         self.read_frame = frame_store_reader(self.config)
+        self.snapshots = AlertSnapshots(self.config)
         self.metrics.gauge("watchlist_faces", lambda: self._watchlist_size("face"))
         self.metrics.gauge("watchlist_plates", lambda: self._watchlist_size("plate"))
         self.faces_state = runtime_context.get_state(
@@ -447,9 +471,10 @@ class MatchWatchlist(KeyedBroadcastProcessFunction):
         yield from alerts
 
     def _with_evidence(self, alerts: list[dict], analysis, objects) -> list[dict]:
-        """Attach a size-capped JPEG crop of the matching face or plate (decoded only now:
-        alerts are rare, so the frame is not kept decoded for them)."""
-        if not alerts or not self.evidence_max_bytes:
+        """Attach a size-capped JPEG crop of the matching face or plate, and the whole frame
+        with it boxed as the snapshot (decoded only now: alerts are rare, so the frame is not
+        kept decoded for them)."""
+        if not alerts or not (self.evidence_max_bytes or self.snapshots.enabled):
             return alerts
         jpeg = analysis.jpeg
         if not jpeg and analysis.jpeg_ref and self.read_frame is not None:
@@ -466,6 +491,12 @@ class MatchWatchlist(KeyedBroadcastProcessFunction):
         for alert in alerts:
             rows = [i for i, t in enumerate(objects.tracker_id) if t == alert.get("track_id")]
             row = rows[0] if rows else int(objects.confidence.argmax())
+            if self.snapshots.enabled:
+                marks = Marks()
+                marks.add(objects.xyxy[row], str(alert.get("subject", "")), True)
+                self.snapshots.write(alert, image, marks)
+            if not self.evidence_max_bytes:
+                continue
             try:
                 alert["evidence_jpeg"] = wl.evidence_crop(image, objects.xyxy[row],
                                                           max_bytes=self.evidence_max_bytes)

@@ -10,7 +10,10 @@ Accumulator layout::
     {"frames": int,                       # frames seen in the window
      "sum_by_class": {class: int},        # objects summed over frames (for the mean)
      "max_by_class": {class: int},        # most objects of the class in a single frame
-     "tracks_by_class": {class: {int}}}   # distinct confirmed track ids
+     "tracks_by_class": {class: {int}},   # distinct confirmed track ids
+     "busiest_frame": {...} | None}       # claim-checked frames only: the frame with the most
+                                          # counted objects (reference, boxes, classes), the
+                                          # picture of the window's alerts (transforms/evidence)
 
 ``add`` and ``merge`` return new accumulators and leave their inputs untouched: Flink allows
 mutation, but pure functions make merge order (session windows, two-phase aggregation)
@@ -40,7 +43,7 @@ def summarise(analysis: FrameAnalysis, min_confidence: float = 0.5) -> dict[str,
     for name, track_id in zip(names, detections.tracker_id):
         if track_id >= 0:
             track_ids_by_class.setdefault(str(name), []).append(int(track_id))
-    return {
+    summary = {
         "camera_id": analysis.camera_id,
         "capture_ms": int(analysis.capture_ms),
         "sequence": int(analysis.sequence),
@@ -48,6 +51,16 @@ def summarise(analysis: FrameAnalysis, min_confidence: float = 0.5) -> dict[str,
         "track_ids_by_class": {k: sorted(v) for k, v in track_ids_by_class.items()},
         "line_crossings": dict(Counter(crossing_key(c) for c in analysis.crossings)),
     }
+    if analysis.jpeg_ref:
+        # Only a claim-checked frame can be shown again later (inline JPEGs are gone once
+        # analysed): its reference and counted boxes, a few hundred bytes.
+        summary["frame"] = {
+            "capture_ms": int(analysis.capture_ms), "jpeg_ref": analysis.jpeg_ref,
+            "count": int(counted.sum()),
+            "boxes": [[round(float(v), 1) for v in box] for box in detections.xyxy[counted]],
+            "classes": [str(n) for n in names[counted]],
+        }
+    return summary
 
 
 def crossing_key(crossing: dict[str, Any]) -> str:
@@ -81,6 +94,9 @@ class WindowCounts:
         tracks = dict(acc["tracks_by_class"])
         for name, ids in summary.get("track_ids_by_class", {}).items():
             tracks[name] = tracks.get(name, set()) | {int(i) for i in ids}
+        busiest, frame = acc.get("busiest_frame"), summary.get("frame")
+        if frame is not None and (busiest is None or frame["count"] > busiest["count"]):
+            busiest = frame
         return {
             "frames": acc["frames"] + 1,
             "sum_by_class": sums,
@@ -88,6 +104,7 @@ class WindowCounts:
             "tracks_by_class": tracks,
             "line_crossings": _add_counts(acc.get("line_crossings", {}),
                                           summary.get("line_crossings", {})),
+            "busiest_frame": busiest,
         }
 
     @staticmethod
@@ -117,4 +134,10 @@ class WindowCounts:
             },
             "line_crossings": dict(sorted(acc.get("line_crossings", {}).items())),
         }
+
+    @staticmethod
+    def busiest_frame(acc: dict[str, Any]) -> dict[str, Any] | None:
+        """The window's busiest claim-checked frame (reference, boxes, classes), the picture of
+        its alerts; not part of the ``Aggregate`` record."""
+        return acc.get("busiest_frame")
 

@@ -108,10 +108,13 @@ def analysis_progress(config: Config, frames: int, progress: bool | None):
 
 def replay(config: Config, video: str, camera_id: str, fps: float | None = None,
            print_alert: Callable[[dict], None] | None = None,
-           progress: bool | None = None, history_days: int = 0) -> dict:
+           progress: bool | None = None, history_days: int = 0,
+           store_url: str | None = None) -> dict:
     """``progress``: bars for sampling and analysis on stderr (None: when it is a terminal);
     ``history_days``: replay the footage first as the same time on that many earlier days, so
-    that the anomaly baseline is learned before the run (``publish_with_history``)."""
+    that the anomaly baseline is learned before the run (``publish_with_history``);
+    ``store_url``: the sink then writes the run's records to this analyst store (and, with an
+    evidence store and a frame store, cuts each alert's clip)."""
     from camflow.jobs.camera_job import run
 
     started = time.monotonic()
@@ -132,6 +135,10 @@ def replay(config: Config, video: str, camera_id: str, fps: float | None = None,
     with analysis_progress(config, sum(r.frames for r in reports), progress):
         run(config, stops, watchlist_stop_offsets=watchlist_stops,
             job_name=f"camflow-replay-{camera_id}")
+    stored = None
+    if store_url is not None:
+        from camflow.services.sink import run_sink
+        stored = run_sink(config, store_url=store_url, idle_exit_s=3.0)
     alerts = [AvroCodec("Alert").decode(m.value())
               for m in read_topic(config.kafka, topics.alerts, idle_timeout_s=2.0)]
     alerts.sort(key=lambda a: (a["time_ms"], a["type"], a["alert_id"]))
@@ -151,6 +158,8 @@ def replay(config: Config, video: str, camera_id: str, fps: float | None = None,
             "aggregates": len(aggregates), "line_crossings": dict(sorted(crossings.items())),
             "history_days": history_days,
             "scored_windows": sum(w["anomaly_score"] is not None for w in run_windows),
+            "snapshots": sum(bool(a["evidence_ref"]) for a in alerts),
+            **({"stored": stored.written, "clips": stored.clips} if stored is not None else {}),
             "seconds": round(time.monotonic() - started, 1)}
 
 
@@ -158,7 +167,8 @@ def replay(config: Config, video: str, camera_id: str, fps: float | None = None,
 def cmd_replay(args) -> int:
     summary = replay(_config(args), args.video, args.camera, fps=args.fps,
                      print_alert=lambda alert: print(json.dumps(alert), flush=True),
-                     progress=progress_wanted(args), history_days=args.history_days)
+                     progress=progress_wanted(args), history_days=args.history_days,
+                     store_url=args.store)
     print(json.dumps(summary))
     return 0
 
@@ -170,6 +180,9 @@ def register(sub) -> None:
     p.add_argument("--config")
     p.add_argument("--fps", type=float)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--store", metavar="URL", help=(
+        "then write the run's records to this analyst store (duckdb:///PATH or "
+        "postgresql://...), with each alert's clip when the config has an evidence store"))
     p.add_argument("--history-days", type=int, default=0, metavar="N",
                    help="first replay the footage as the same time on N earlier days, so the "
                         "anomaly baseline is learned and the run's windows are scored")

@@ -18,7 +18,8 @@ def cmd_report(args) -> int:
     config = _config(args)
     try:
         since_ms = parse_since(args.since)
-        ZoneInfo(args.tz)
+        if args.tz is not None:
+            ZoneInfo(args.tz)
     except SearchError as exc:
         print(f"camflow report: {exc}", file=sys.stderr)
         return 2
@@ -40,7 +41,7 @@ def register(sub) -> None:
                        "from the analyst store as one self-contained HTML file")
     p.add_argument("--since", default="24h", help="look back this far: 24h, 7d, 90m (default 24h)")
     p.add_argument("--out", default="report.html")
-    p.add_argument("--tz", default="UTC", help="time zone of the plots, e.g. Asia/Ho_Chi_Minh")
+    p.add_argument("--tz", default=None, help="time zone of the report (default: the config's time_zone), e.g. Asia/Ho_Chi_Minh")
     p.add_argument("--store")
     p.add_argument("--config")
     p.set_defaults(func=cmd_report)

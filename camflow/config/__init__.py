@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from camflow.config.base import Strict
 from camflow.config.cameras import CAMERA_ID, Camera, DetectorOverrides, Location
@@ -21,24 +21,39 @@ from camflow.config.console import Console, ConsoleUser
 from camflow.config.job import Job
 from camflow.config.kafka import Kafka, KafkaSecurity, Topics
 from camflow.config.notify import NotifyConfig
-from camflow.config.store import FrameStore, Store
+from camflow.config.store import EvidenceStore, FrameStore, Store
 
 __all__ = ["CAMERA_ID", "Camera", "Config", "ConfigError", "Console", "ConsoleUser",
-           "DetectorOverrides", "FrameStore", "Job", "Kafka", "KafkaSecurity",
+           "DetectorOverrides", "EvidenceStore", "FrameStore", "Job", "Kafka", "KafkaSecurity",
            "Location", "NotifyConfig", "Store", "Topics", "load_config"]
 
 
 class Config(Strict):
     deployment: str = Field("camflow", description="name of this deployment (the job is camflow-<deployment>)")
+    time_zone: str = Field("UTC", description=(
+        "IANA time zone people read times in (console, report, notifications), e.g. "
+        "Asia/Ho_Chi_Minh; records always carry UTC epoch milliseconds"))
     cameras: list[Camera] = Field(default_factory=list, description="every camera the job analyses")
     kafka: Kafka = Kafka()
     frame_store: FrameStore | None = Field(None, description=(
         "none: JPEGs travel inline in the frames topic (simplest; fine for a few cameras)"))
+    evidence: EvidenceStore | None = Field(None, description=(
+        "none: alerts carry no snapshot or clip (watchlist alerts still carry their crop)"))
     job: Job = Job()
     store: Store = Store()
     console: Console = Console()
     notify: NotifyConfig = Field(default_factory=NotifyConfig, description=(
         "camflow notify: alert routes to MQTT brokers and webhooks"))
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Ho_Chi_Minh)") from None
+        return value
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> "Config":

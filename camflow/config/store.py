@@ -64,3 +64,40 @@ class FrameStore(Strict):
         if not value.startswith(("file://", "s3://")):
             raise ValueError("must be file:///path or s3://bucket/prefix")
         return value
+
+
+class EvidenceStore(Strict):
+    """Where each alert's pictures go (camflow/core/evidence_store.py): a snapshot written by
+    the operator that raises the alert, and a short clip assembled from the claim-checked
+    frames around it. Objects are named by alert id, so a replay rewrites the same object."""
+
+    url: str = Field(description=(
+        "file:///dir (a directory every TaskManager, the sink and the console reach) or "
+        "s3://bucket/prefix, its own prefix beside the frame store's"))
+    endpoint_url: str | None = Field(None, description="S3 API endpoint for non-AWS stores (MinIO, Ceph)")
+    retention_days: float = Field(30, gt=0, description=(
+        "file stores: snapshots and clips older than this are deleted by `camflow frames "
+        "prune`; S3: the bucket's lifecycle rule"))
+    max_snapshot_bytes: int = Field(200_000, ge=10_000, description=(
+        "a snapshot is re-encoded at lower quality, then smaller, until it fits"))
+    max_snapshot_width: int = Field(1280, ge=160, description="snapshots wider than this are scaled down")
+    clip_before_s: float = Field(5.0, ge=0, description="a clip starts this long before the alert")
+    clip_after_s: float = Field(5.0, ge=0, description="...and ends this long after it")
+    clip_fps: float = Field(5.0, gt=0, le=30, description=(
+        "the clip's frame rate: each sampled frame is shown for as long as it lasted, so the "
+        "clip plays in real time whatever the sampling rate"))
+    clip_types: list[str] = Field(default_factory=lambda: ["*"], description=(
+        "alert types that get a clip ('*': every type that has frames around it)"))
+    clip_wait_s: float = Field(30.0, gt=0, description=(
+        "the sink waits this long (wall clock) for the frames after an alert before it "
+        "assembles the clip from what is there"))
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("file://", "s3://")):
+            raise ValueError("must be file:///path or s3://bucket/prefix")
+        return value
+
+    def wants_clip(self, alert_type: str) -> bool:
+        return alert_type != "camera_offline" and ("*" in self.clip_types or alert_type in self.clip_types)

@@ -86,6 +86,12 @@ def frame_key(camera_id: str, capture_ms: int, sequence: int) -> str:
     return f"{safe_camera}/{capture_ms:013d}-{sequence}.jpg"
 
 
+def _captured_ms(name: str) -> int | None:
+    """The capture time in a frame's file name (``frame_key``), None for any other name."""
+    head = name.split("-", 1)[0]
+    return int(head) if head.isdigit() and name.endswith(".jpg") else None
+
+
 def _short(ref: str, limit: int = 200) -> str:
     return ref if len(ref) <= limit else ref[:limit] + f"...[{len(ref)} chars]"
 
@@ -162,21 +168,39 @@ class FileFrameStore:
         return True
 
     def put(self, camera_id: str, capture_ms: int, sequence: int, jpeg: bytes) -> str:
+        return self.put_object(frame_key(camera_id, capture_ms, sequence), jpeg)
+
+    def put_object(self, key: str, data: bytes, content_type: str = "image/jpeg") -> str:
+        """Writes ``data`` at ``key`` (``camera/name``, made by this module or the evidence
+        store) atomically, replacing what was there; returns its reference."""
         self._check_root(create=True)
-        path = self.root / frame_key(camera_id, capture_ms, sequence)
+        path = self.root / key
         path.parent.mkdir(mode=0o700 if self._file_mode == 0o600 else 0o750, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.part")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                      self._file_mode)
         try:
             os.fchmod(fd, self._file_mode)  # a leftover .part keeps its old mode otherwise
-            view = memoryview(jpeg)
+            view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
         finally:
             os.close(fd)
         os.replace(partial, path)  # readers never see half a frame
         return path.as_uri()
+
+    def frames_between(self, camera_id: str, start_ms: int, end_ms: int) -> list[tuple[int, str]]:
+        """``(capture_ms, ref)`` of the camera's frames captured in ``[start_ms, end_ms]``, in
+        capture order (what a clip around an alert is made of)."""
+        if not self._check_root(create=False):
+            return []
+        folder = self.root / frame_key(camera_id, 0, 0).split("/", 1)[0]
+        found = []
+        for path in folder.glob("*.jpg"):
+            captured = _captured_ms(path.name)
+            if captured is not None and start_ms <= captured <= end_ms:
+                found.append((captured, path.as_uri()))
+        return sorted(found)
 
     def _path(self, ref: str) -> Path:
         _check_ref_text(ref)
@@ -248,11 +272,8 @@ class FileFrameStore:
             return 0
         removed = 0
         for path in self.root.glob("*/*.jpg"):
-            try:
-                captured = int(path.name.split("-", 1)[0])
-            except ValueError:
-                continue
-            if captured < older_than_ms:
+            captured = _captured_ms(path.name)
+            if captured is not None and captured < older_than_ms:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
@@ -279,9 +300,30 @@ class S3FrameStore:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put(self, camera_id: str, capture_ms: int, sequence: int, jpeg: bytes) -> str:
-        key = self._key(frame_key(camera_id, capture_ms, sequence))
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=jpeg, ContentType="image/jpeg")
+        return self.put_object(frame_key(camera_id, capture_ms, sequence), jpeg)
+
+    def put_object(self, key: str, data: bytes, content_type: str = "image/jpeg") -> str:
+        key = self._key(key)
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         return f"s3://{self.bucket}/{key}"
+
+    def frames_between(self, camera_id: str, start_ms: int, end_ms: int) -> list[tuple[int, str]]:
+        """``(capture_ms, ref)`` of the camera's frames captured in ``[start_ms, end_ms]``."""
+        folder = self._key(frame_key(camera_id, 0, 0).split("/", 1)[0]) + "/"
+        # Keys sort by capture time (zero-padded): start listing just before start_ms.
+        start_after = f"{folder}{max(0, start_ms - 1):013d}-~"
+        found = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=folder, StartAfter=start_after):
+            for item in page.get("Contents", []):
+                captured = _captured_ms(item["Key"].rsplit("/", 1)[-1])
+                if captured is None:
+                    continue
+                if captured > end_ms:
+                    return found
+                if captured >= start_ms:
+                    found.append((captured, f"s3://{self.bucket}/{item['Key']}"))
+        return found
 
     def _object_key(self, ref: str) -> str:
         _check_ref_text(ref)

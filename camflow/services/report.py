@@ -1,14 +1,18 @@
 """``camflow report``: the analyst store over a time range as one self-contained HTML file.
 
-Alerts per type and camera over time, hourly counts by class per camera (heatmaps), the top
+Alerts per type and camera over time, the top alerts (each with its reason in words and its
+snapshot from the evidence store), hourly counts by class per camera (heatmaps), the top
 anomaly scores, each watchlist subject's path across camera sites (on the sites' coordinates
 from the config) and evidence thumbnails. Plots are drawn here with matplotlib (Agg) and
-embedded as PNG data URIs, so the file opens offline and can be mailed or archived as is.
+embedded as PNG data URIs, snapshots as scaled-down JPEG data URIs, so the file opens offline
+and can be mailed or archived as is. Times are in the deployment's ``time_zone`` unless the
+caller names another.
 """
 from __future__ import annotations
 
 import base64
 import io
+import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -23,13 +27,21 @@ import numpy as np  # noqa: E402
 from jinja2 import Environment  # noqa: E402
 
 from camflow.config import Config  # noqa: E402
+from camflow.core.evidence_store import EvidenceStore, configured_evidence  # noqa: E402
+from camflow.core.frame_store import FrameRefError  # noqa: E402
 from camflow.services.store import AnalystStore  # noqa: E402
+from camflow.transforms.alert_text import local_time, why  # noqa: E402
+
+log = logging.getLogger("camflow.services.report")
 
 MAX_CAMERAS = 20      # rows in the per-camera plots (the busiest ones)
 MAX_CLASSES = 4       # heatmaps (the most seen classes)
 TOP_ANOMALIES = 10
 MAX_THUMBNAILS = 24
 MAX_SUBJECTS = 12
+TOP_ALERTS = 12               # the most severe alerts of the period, listed with their snapshot
+SNAPSHOT_WIDTH = 480          # px: snapshots are scaled down to this in the report...
+SNAPSHOT_MAX_BYTES = 60_000   # ...and re-encoded smaller until they fit (12 of them: < 1 MB)
 
 
 @dataclass
@@ -49,11 +61,18 @@ class ReportData:
     counts: list[tuple] = field(default_factory=list)        # camera, start, end, class, unique, max
     sightings: list[tuple] = field(default_factory=list)     # subject, kind, camera, ms, score
     evidence: list[tuple] = field(default_factory=list)      # alert_id, type, camera, ms, subject, jpeg
+    top_alerts: list[dict] = field(default_factory=list)     # alert columns + "snapshot" (JPEG or None)
     frames: int = 0
 
 
-def load(store: AnalystStore, since_ms: int, until_ms: int) -> ReportData:
-    """Everything the report shows, read from the store in a handful of queries."""
+TOP_ALERT_COLUMNS = ("alert_id", "type", "severity", "camera_id", "time_ms", "subject", "score",
+                     "track_id", "evidence", "evidence_ref")
+
+
+def load(store: AnalystStore, since_ms: int, until_ms: int,
+         evidence_store: EvidenceStore | None = None) -> ReportData:
+    """Everything the report shows, read from the store in a handful of queries; the top
+    alerts' snapshots from ``evidence_store`` (None: none)."""
     rng = (since_ms, until_ms)
     data = ReportData(since_ms, until_ms)
     data.alerts = store.query(
@@ -74,6 +93,22 @@ def load(store: AnalystStore, since_ms: int, until_ms: int) -> ReportData:
                     "FROM alerts a JOIN alert_evidence e ON e.alert_id = a.alert_id "
                     "WHERE a.time_ms >= %s AND a.time_ms < %s ORDER BY a.time_ms DESC LIMIT %s",
                     (*rng, MAX_THUMBNAILS))]
+    # Most severe first, then the highest score: what an analyst looks at first.
+    data.top_alerts = [dict(zip(TOP_ALERT_COLUMNS, row)) for row in store.query(
+        f"SELECT {', '.join(TOP_ALERT_COLUMNS)} FROM alerts WHERE time_ms >= %s AND time_ms < %s "
+        "ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, "
+        "score DESC NULLS LAST, time_ms DESC LIMIT %s", (*rng, TOP_ALERTS))]
+    for alert in data.top_alerts:
+        alert["snapshot"] = None
+        if evidence_store is None or not alert["evidence_ref"]:
+            continue
+        try:
+            alert["snapshot"] = report_snapshot(evidence_store, alert["evidence_ref"])
+        except FrameRefError as exc:  # a reference outside the evidence store is never read
+            log.warning("report: alert %s: %s", alert["alert_id"], exc)
+        except Exception as exc:  # noqa: BLE001 - the store itself (S3, disk): try no more
+            log.warning("report: the evidence store is unavailable (%s): no snapshots", exc)
+            evidence_store = None
     data.frames = store.query("SELECT COUNT(*) FROM frame_analyses "
                               "WHERE capture_ms >= %s AND capture_ms < %s", rng)[0][0]
     return data
@@ -282,6 +317,30 @@ def thumbnail(jpeg: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
+def scaled_jpeg(jpeg: bytes, width: int, max_bytes: int) -> bytes | None:
+    """``jpeg`` at most ``width`` px wide and ``max_bytes`` long (the snapshot writer's own
+    scaling: lower qualities, then smaller); None when it does not decode."""
+    import cv2
+
+    from camflow.transforms.evidence import Marks, SnapshotError, snapshot_jpeg
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    try:
+        return snapshot_jpeg(image, Marks(), max_bytes, max_width=width)  # no marks: as it is
+    except SnapshotError:
+        return None
+
+
+def report_snapshot(evidence_store: EvidenceStore, ref: str) -> bytes | None:
+    """The snapshot ``ref`` names, scaled for the report; None when it has expired.
+    ``FrameRefError`` for a reference outside the store, the store's errors as they come."""
+    jpeg = evidence_store.get(ref)
+    if not jpeg:
+        return None  # expired from the evidence store
+    return scaled_jpeg(jpeg, SNAPSHOT_WIDTH, SNAPSHOT_MAX_BYTES)
+
+
 # -- HTML -----------------------------------------------------------------------------------
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -301,6 +360,8 @@ TEMPLATE = """<!doctype html>
  .thumbs { display: flex; flex-wrap: wrap; gap: 12px; } figure { margin: 0; width: 150px; font-size: 11px; }
  figure img { width: 150px; height: 150px; object-fit: cover; border-radius: 6px; background: #e4e7eb; }
  .empty { color: #7b8794; font-style: italic; }
+ table.top td { vertical-align: top; } img.snapshot { width: 240px; border-radius: 6px; display: block; }
+ .sev { font-weight: 600; text-transform: uppercase; font-size: 11px; }
 </style></head><body>
 <header><h1>{{ title }}</h1><p>{{ since }} to {{ until }} ({{ tz }}) &middot; generated {{ generated }}</p></header>
 <main>
@@ -314,6 +375,12 @@ TEMPLATE = """<!doctype html>
 {% if plots.alerts_time %}<img class="plot" alt="alerts over time" src="{{ plots.alerts_time }}">
 <img class="plot" alt="alerts per camera" src="{{ plots.alerts_camera }}">
 <table><tr><th>type</th><th>alerts</th></tr>{% for kind, n in by_type %}<tr><td>{{ kind }}</td><td>{{ n }}</td></tr>{% endfor %}</table>
+{% else %}<p class="empty">No alerts in this period.</p>{% endif %}</section>
+<section id="top-alerts"><h2>Top alerts</h2>
+{% if top_alerts %}<table class="top"><tr><th>snapshot</th><th>alert</th><th>camera</th><th>time</th></tr>
+{% for a in top_alerts %}<tr id="top-{{ a.alert_id }}"><td>{% if a.src %}<img class="snapshot" alt="snapshot {{ a.alert_id }}" src="{{ a.src }}">{% endif %}</td>
+<td><span class="sev">{{ a.severity }}</span> <b>{{ a.type }}</b><br><span class="why">{{ a.why }}</span></td>
+<td>{{ a.camera }}{% if a.site and a.site != a.camera %}<br>{{ a.site }}{% endif %}</td><td>{{ a.time }}</td></tr>{% endfor %}</table>
 {% else %}<p class="empty">No alerts in this period.</p>{% endif %}</section>
 <section id="counts"><h2>Hourly counts by class per camera</h2>
 {% if plots.heatmaps %}<img class="plot" alt="hourly counts heatmap" src="{{ plots.heatmaps }}">
@@ -334,7 +401,9 @@ TEMPLATE = """<!doctype html>
 """
 
 
-def render(data: ReportData, config: Config, tz_name: str = "UTC", title: str | None = None) -> str:
+def render(data: ReportData, config: Config, tz_name: str | None = None, title: str | None = None) -> str:
+    """The report as HTML, times in ``tz_name`` (None: the config's ``time_zone``)."""
+    tz_name = tz_name or config.time_zone
     tz = ZoneInfo(tz_name)
     camera_sites = sites(config)
     anomalies = top_anomalies(data)
@@ -351,7 +420,8 @@ def render(data: ReportData, config: Config, tz_name: str = "UTC", title: str | 
     html = Environment(autoescape=True).from_string(TEMPLATE).render(
         title=title or f"camflow report: {config.deployment}",
         since=_dt(data.since_ms, tz).strftime(fmt), until=_dt(data.until_ms, tz).strftime(fmt),
-        tz=tz_name, generated=datetime.now(timezone.utc).strftime(fmt + " UTC"),
+        tz=tz_name, generated=local_time(int(datetime.now(timezone.utc).timestamp() * 1000), tz,
+                                         seconds=False),
         alerts=len(data.alerts), alert_cameras=len({a[3] for a in data.alerts}), frames=data.frames,
         by_type=Counter(a[1] for a in data.alerts).most_common(),
         plots={"alerts_time": figure_alerts_over_time(data, tz),
@@ -361,16 +431,24 @@ def render(data: ReportData, config: Config, tz_name: str = "UTC", title: str | 
         anomalies=[{**a, "window": f"{_dt(a['start_ms'], tz):%d %b %H:%M}-{_dt(a['end_ms'], tz):%H:%M}"}
                    for a in anomalies],
         subjects=subjects,
+        top_alerts=[{"alert_id": a["alert_id"], "type": a["type"], "severity": a["severity"],
+                     "why": why(a), "camera": a["camera_id"],
+                     "site": camera_sites[a["camera_id"]].name if a["camera_id"] in camera_sites else "",
+                     "time": local_time(a["time_ms"], tz),
+                     "src": thumbnail(a["snapshot"]) if a.get("snapshot") else None}
+                    for a in data.top_alerts],
         thumbs=[{"alert_id": e[0], "type": e[1], "camera": e[2], "time": _dt(e[3], tz).strftime(fmt),
                  "subject": e[4], "src": thumbnail(e[5])} for e in data.evidence])
     return html
 
 
 def build_report(config: Config, since_ms: int, until_ms: int, store_url: str | None = None,
-                 tz_name: str = "UTC") -> str:
+                 tz_name: str | None = None) -> str:
+    """The report over ``[since_ms, until_ms)``; times in ``tz_name`` (None: the config's
+    ``time_zone``), snapshots from the config's evidence store."""
     store = AnalystStore(store_url or config.store.url)
     try:
-        data = load(store, since_ms, until_ms)
+        data = load(store, since_ms, until_ms, configured_evidence(config))
     finally:
         store.close()
     return render(data, config, tz_name)

@@ -22,6 +22,8 @@ from camflow.schemas.codec import AvroCodec, SchemaError
 
 from camflow.services import metrics
 from camflow.config import Config
+from camflow.core.evidence_store import configured_evidence
+from camflow.core.frame_store import configured_store
 from camflow.services.store import AnalystStore
 
 
@@ -31,10 +33,12 @@ class SinkReport:
     rejected: int = 0
     expired_embeddings: int = 0  # unmatched face embeddings deleted by the retention
     expired: dict[str, int] = field(default_factory=dict)  # every kind deleted by retention
+    clips: int = 0  # alert clips made (config.evidence with a frame store)
     seconds: float = 0.0
 
 
 RETENTION_EVERY_S = 60.0
+JOIN_GRACE_S = 30.0  # longest wait for the consumer group's assignment before idle counts
 LAG_EVERY_S = 5.0
 # The store table each record kind is upserted into (its main table), for the metrics.
 TABLE_OF = {"upsert_alert": "alerts", "upsert_aggregate": "aggregates",
@@ -58,9 +62,11 @@ def store_refuses(exc: BaseException) -> bool:
     return any(cls.__name__ in _REFUSED_BY_DATABASE for cls in type(exc).__mro__)
 
 
-def write_batch(store: AnalystStore, messages, handlers: dict, report: SinkReport) -> int:
+def write_batch(store: AnalystStore, messages, handlers: dict, report: SinkReport,
+                alerts: list | None = None) -> int:
     """Upsert one batch of consumed messages into the open transaction; returns how many
-    records it held (the caller commits the store, then the offsets).
+    records it held (the caller commits the store, then the offsets). The alert records
+    written are appended to ``alerts`` when given (the clip maker's input).
 
     A record the store refuses aborts the transaction (PostgreSQL and DuckDB both), so the
     batch's earlier writes are rolled back and done again, and the record goes to
@@ -101,6 +107,8 @@ def write_batch(store: AnalystStore, messages, handlers: dict, report: SinkRepor
                     f"{where}: the store refused it: {type(exc).__name__}: {exc}", done, report)
             continue
         done.append(write)
+        if alerts is not None and method == "upsert_alert":
+            alerts.append(record)
         report.written[msg.topic()] += 1
         metrics.ROWS_WRITTEN.labels(TABLE_OF[method]).inc()
     return processed
@@ -129,6 +137,15 @@ def update_lag(consumer: Consumer) -> None:
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - tp.offset))
 
 
+def _clip_maker(config: Config, evidence, store: AnalystStore):
+    """The clip maker when the config has an evidence store and a frame store, else None."""
+    frames = configured_store(config)
+    if evidence is None or frames is None:
+        return None
+    from camflow.services.clips import ClipMaker  # PyAV loads only where clips are made
+    return ClipMaker(config.evidence, frames, evidence, store)
+
+
 def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | None = None,
              max_seconds: float | None = None, batch_size: int = 500,
              topics: tuple[str, ...] = ("alerts", "aggregates", "analyses", "sightings",
@@ -137,7 +154,9 @@ def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | 
 
     Also enforces the retention of face embeddings: unmatched faces captured more than
     ``store.embedding_retention_days`` ago are deleted at start and then at most once per
-    ``RETENTION_EVERY_S`` while running."""
+    ``RETENTION_EVERY_S`` while running (with every other kind of ``store.retention``, and
+    the evidence store's snapshots and clips past ``evidence.retention_days``). With an
+    evidence store and a frame store, alerts get clips (camflow/services/clips.py)."""
     kafka = config.kafka
     registry = kafka.registry_conf()
     # kind -> (topic, contract, store method)
@@ -152,6 +171,8 @@ def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | 
     handlers = {topic: (AvroCodec(contract, registry, subject=f"{topic}-value"), method)
                 for kind, (topic, contract, method) in routes.items() if kind in topics}
     store = AnalystStore.of(config.store, store_url)
+    evidence = configured_evidence(config)  # snapshots and clips: pruned by the retention pass
+    clips = _clip_maker(config, evidence, store)
     consumer = Consumer({
         **kafka.client_conf(),
         "group.id": f"{kafka.group_id}-sink",
@@ -164,6 +185,7 @@ def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | 
     report = SinkReport(written={t: 0 for t in handlers})
     started = last_record = time.monotonic()
     last_retention = last_lag = None
+    assigned = False
     stopping = []
     previous_handler = None
     if threading.current_thread() is threading.main_thread():
@@ -178,22 +200,44 @@ def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | 
                         config.store.retention, config.store.embedding_retention_days).items():
                     report.expired[kind] = report.expired.get(kind, 0) + rows
                 report.expired_embeddings = report.expired.get("unmatched_embeddings", 0)
+                if evidence is not None:
+                    report.expired["evidence_objects"] = report.expired.get(
+                        "evidence_objects", 0) + evidence.prune(config.evidence.retention_days)
                 last_retention = now
             if max_seconds is not None and now - started > max_seconds:
                 break
+            if not assigned:
+                # Idle counts from the group join on (Tansu takes seconds to join a group): a
+                # short idle_exit_s must not end the sink before it was given its partitions.
+                assigned = bool(consumer.assignment())
+                if not assigned and now - started < JOIN_GRACE_S:
+                    last_record = now
             if idle_exit_s is not None and now - last_record > idle_exit_s:
                 break
             messages = consumer.consume(batch_size, timeout=0.5)
             batch_started = time.perf_counter()
-            processed = write_batch(store, messages, handlers, report)
+            alerts: list[dict] = []
+            processed = write_batch(store, messages, handlers, report, alerts)
             if processed:
                 last_record = time.monotonic()
                 store.commit()
                 consumer.commit(asynchronous=False)
                 metrics.BATCH_LATENCY.observe(time.perf_counter() - batch_started)
+            if clips is not None:
+                # After the commit: a clip is linked to a row that exists. poll() returns at
+                # once unless clips are due (their frames in, or their wait over).
+                for alert in alerts:
+                    clips.offer(alert)
+                clips.poll()
+                report.clips = clips.made
             if last_lag is None or time.monotonic() - last_lag >= LAG_EVERY_S:
                 update_lag(consumer)
                 last_lag = time.monotonic()
+        if clips is not None and not stopping:
+            # Idle or time limit: the clips still waiting are made from the frames there
+            # (not on SIGTERM, which asks for a prompt stop).
+            clips.flush()
+            report.clips = clips.made
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)

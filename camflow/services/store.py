@@ -20,7 +20,8 @@ SCHEMA = [
         alert_id TEXT PRIMARY KEY, type TEXT NOT NULL, severity TEXT NOT NULL,
         camera_id TEXT NOT NULL, time_ms BIGINT NOT NULL, alert_time TIMESTAMP NOT NULL,
         subject TEXT, score DOUBLE PRECISION, track_id BIGINT, evidence TEXT,
-        evidence_ref TEXT, has_evidence_jpeg BOOLEAN, deliveries INTEGER NOT NULL DEFAULT 1)""",
+        evidence_ref TEXT, has_evidence_jpeg BOOLEAN, deliveries INTEGER NOT NULL DEFAULT 1,
+        clip_ref TEXT)""",
     """CREATE TABLE IF NOT EXISTS aggregates (
         camera_id TEXT NOT NULL, window_start_ms BIGINT NOT NULL, window_end_ms BIGINT NOT NULL,
         window_start TIMESTAMP NOT NULL, frames INTEGER NOT NULL, unique_tracks INTEGER NOT NULL,
@@ -152,6 +153,8 @@ class AnalystStore:
         # Rejected records carry a time since retention applies to them (older stores: NULL,
         # which retention treats as expired).
         self.execute("ALTER TABLE sink_rejects ADD COLUMN IF NOT EXISTS rejected_ms BIGINT")
+        # The alert's clip in the evidence store (camflow/services/clips.py; older stores: added).
+        self.execute("ALTER TABLE alerts ADD COLUMN IF NOT EXISTS clip_ref TEXT")
         if self.kind == "postgresql":  # retention and search scan by capture time
             # (not on DuckDB: its ART indexes make ON CONFLICT updates of indexed tables fail)
             self.execute("CREATE INDEX IF NOT EXISTS face_embeddings_time "
@@ -186,6 +189,11 @@ class AnalystStore:
                 """INSERT INTO alert_evidence (alert_id, jpeg) VALUES (%s, %s)
                    ON CONFLICT (alert_id) DO UPDATE SET jpeg = excluded.jpeg""",
                 (a["alert_id"], a["evidence_jpeg"]))
+
+    def set_clip_ref(self, alert_id: str, ref: str) -> None:
+        """Links the alert's clip (set once the sink made it; ``upsert_alert`` leaves it be, so
+        a replayed alert keeps its clip). The caller commits."""
+        self.execute("UPDATE alerts SET clip_ref = %s WHERE alert_id = %s", (ref, alert_id))
 
     def alert_evidence(self, alert_id: str) -> bytes | None:
         rows = self.query("SELECT jpeg FROM alert_evidence WHERE alert_id = %s", (alert_id,))
@@ -413,7 +421,7 @@ class AnalystStore:
 
     # -- what the console and the report read -------------------------------------------------
     ALERT_COLUMNS = ("alert_id", "type", "severity", "camera_id", "time_ms", "subject", "score",
-                     "track_id", "evidence", "has_evidence_jpeg")
+                     "track_id", "evidence", "has_evidence_jpeg", "evidence_ref", "clip_ref")
 
     def alert(self, alert_id: str) -> dict | None:
         rows = self.query(f"SELECT {', '.join(self.ALERT_COLUMNS)} FROM alerts WHERE alert_id = %s",

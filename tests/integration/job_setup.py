@@ -58,3 +58,12 @@ def running_watchlist_job(live_config, deployment: str, recognition: dict):
         yield config
     finally:
         client.cancel().result()
+
+
+def wait_until_admitted(config, last_capture_ms: int) -> None:
+    """Sleep until a frame captured at ``last_capture_ms`` is no longer "future" for the job
+    (``limits.max_future_skew_ms`` past its clock): a test that publishes ahead of now must
+    not depend on how fast the machine got there."""
+    import time
+    margin_ms = config.job.limits.max_future_skew_ms - 1_000
+    time.sleep(max(0.0, (last_capture_ms - margin_ms - time.time() * 1000) / 1000))

@@ -1,8 +1,8 @@
 """The console end to end: the real job (mini-cluster, real face models) raises a watchlist
 alert while an operator watches the console in headless Chromium; the alert must appear live
 (server-sent events, no reload), be acknowledged with the operator's name in the store, show
-its evidence image, and a viewer must not be able to act on it. The report over the same store
-must render its plots.
+its evidence image, its reason as a sentence and its time in the deployment's zone, and a
+viewer must not be able to act on it. The report over the same store must render its plots.
 
 Processes: the job in this process (as camflow job run does), `camflow sink` and
 `camflow console` as child processes on the same broker and a PostgreSQL schema of their own.
@@ -65,7 +65,8 @@ def deployment(live_config, built_models, pg_store, tmp_path):
         "detector": {"threads": 2}, "tracking": {"min_hits": 2},
         "recognition": {"plates": False, "retry_ms": 0},
         "watchlist": {"confirm_window_ms": 10000, "cooldown_ms": 60000}},
-        store={"url": pg_store},
+        store={"url": pg_store}, time_zone="Asia/Ho_Chi_Minh",
+        evidence={"url": f"file://{tmp_path}/evidence"},
         console={"port": port, "users": [{"name": n, "role": r, "password_hash": hash_password(p)}
                                           for n, (r, p) in USERS.items()]})
     raw = config.model_dump(mode="json")
@@ -177,6 +178,12 @@ def test_alert_from_the_job_appears_live_and_is_acknowledged(deployment, publish
     assert broken_images(page) == []
     assert page.evaluate("() => document.getElementById('evidence').naturalWidth") > 16
     assert "acknowledge by alice" in page.inner_text("#actions")
+    assert page.inner_text("#why").startswith("Face matches watchlist entry W-7, Barack Obama, wanted")
+    assert page.inner_text("#alert-time").endswith(" +07")  # Asia/Ho_Chi_Minh
+    # ...and the snapshot the job wrote to the evidence store (the frame, the face boxed).
+    page.wait_for_function("() => document.getElementById('snapshot').complete")
+    assert page.evaluate("() => document.getElementById('snapshot').naturalWidth") > 16
+    assert broken_images(page) == []
     screenshot(page, "console-alert-detail.png")
 
     # The sink has written the frames and the sighting: camera online, subject's timeline.

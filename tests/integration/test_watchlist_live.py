@@ -10,7 +10,7 @@ import pytest
 from camflow.core.kafka import read_topic
 from camflow.schemas.codec import AvroCodec
 from camflow.services.enrolment import Watchlist
-from tests.integration.job_setup import running_watchlist_job
+from tests.integration.job_setup import running_watchlist_job, wait_until_admitted
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
@@ -26,6 +26,16 @@ def wait_for_alerts(config, predicate, timeout_s=90.0):
             return alerts
         time.sleep(2)
     return alerts
+
+
+def wait_for_analyses(config, sequences, timeout_s=60.0) -> list[dict]:
+    deadline, wanted, codec = time.monotonic() + timeout_s, set(sequences), AvroCodec("FrameAnalysis")
+    while True:
+        found = [a for a in (codec.decode(m.value()) for m in read_topic(
+            config.kafka, config.kafka.topics.analyses, idle_timeout_s=1.0)) if a["sequence"] in wanted]
+        if {a["sequence"] for a in found} == wanted or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
 
 
 @pytest.fixture
@@ -63,8 +73,11 @@ def test_person_added_while_running_is_alerted_and_removal_stops_alerts(live_job
     watchlist.remove("W-7", added_by="test")
     time.sleep(3)
     # 71 s after the first sighting: past the 60 s cooldown, so a match would be a new alert
-    publish_still(config, "port-gate", FACES / "tests__test_images__obama3.jpg", now + 31_000,
-                 first_sequence=300)
-    time.sleep(15)
+    wait_until_admitted(config, now + 31_000 + 5 * 500)
+    late = publish_still(config, "port-gate", FACES / "tests__test_images__obama3.jpg", now + 31_000,
+                         first_sequence=300)
+    analysed = wait_for_analyses(config, late)
+    assert len(analysed) == len(late), "the post-removal frames were not all analysed"
+    time.sleep(2)  # analyses and alerts leave through different sinks
     after = wait_for_alerts(config, lambda a: False, timeout_s=5)
     assert [a["alert_id"] for a in after if a["type"] == "watchlist_face"] == [faces[0]["alert_id"]]

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.integration.job_setup import running_watchlist_job
+from tests.integration.job_setup import running_watchlist_job, wait_until_admitted
 
 from camflow.core.kafka import read_topic
 from camflow.schemas.codec import AvroCodec
@@ -141,8 +141,10 @@ def test_plate_added_while_running_is_alerted_and_removal_stops_alerts(live_job,
     # After removal the listed plate (beyond the cooldown) raises nothing new.
     watchlist.remove(LISTED[1], kind="plate", added_by="test")
     time.sleep(3)
-    # 71 s after the first sighting: past the 60 s cooldown, so a match would be a new alert
-    sequences = publish_still(config, "port-gate", listed, now + 31_000, frames=4, first_sequence=300)
+    # 71 s after the first sighting: past the 60 s cooldown, so a match would be a new alert.
+    later = now + 31_000
+    wait_until_admitted(config, later + 3 * 500)
+    sequences = publish_still(config, "port-gate", listed, later, frames=4, first_sequence=300)
     assert LISTED[1] in plates_read(wait_for_analyses(config, sequences))
     time.sleep(2)  # analyses and alerts leave through different sinks
     assert [a["alert_id"] for a in plate_alerts(config)] == [alert["alert_id"]]

@@ -127,3 +127,88 @@ def test_store_outage_is_a_clear_503(tmp_path):
     answer = client.get("/api/alerts")
     assert answer.status_code == 503 and "unavailable" in answer.json()["detail"]
     assert client.get("/cameras").status_code == 503
+
+
+def snapshot_jpeg(width: int = 640, height: int = 360) -> bytes:
+    import cv2
+    import numpy as np
+    image = np.full((height, width, 3), (40, 90, 160), np.uint8)
+    cv2.rectangle(image, (200, 100), (300, 300), (0, 0, 255), 3)
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def test_snapshot_and_clip_come_from_the_evidence_store_and_each_view_is_logged(tmp_path):
+    """What the alert page shows: the snapshot and the clip (read by the console from the
+    evidence store, never by the browser from the store's URLs), the reason as a sentence and
+    local times; a reference outside the evidence store is refused."""
+    import time
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    import cv2
+    import numpy as np
+
+    from camflow.core.evidence_store import EvidenceStore
+    now_ms = int(time.time() * 1000) - 60_000
+    local = datetime.fromtimestamp(now_ms / 1000, ZoneInfo("Asia/Ho_Chi_Minh"))
+    url = f"duckdb:///{tmp_path}/store.duckdb"
+    evidence = EvidenceStore(f"file://{tmp_path}/evidence")
+    config = Config.model_validate({
+        "time_zone": "Asia/Ho_Chi_Minh", "store": {"url": url},
+        "evidence": {"url": f"file://{tmp_path}/evidence"},
+        "console": {"users": [{"name": "alice", "role": "operator", "password_hash": OPERATOR_HASH}]}})
+    crowd = {"alert_id": "c1", "type": "crowd_limit", "severity": "warning", "camera_id": "gate",
+             "time_ms": now_ms, "subject": "person", "score": 1.33, "track_id": None,
+             "evidence": '{"crowd_limit": 6, "frames": 35, "max_persons_in_frame": 8}',
+             "evidence_jpeg": None}
+    jpeg, mp4 = snapshot_jpeg(), b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4
+    crowd["evidence_ref"] = evidence.put(crowd, "jpg", jpeg)
+    forged = {**crowd, "alert_id": "f1", "evidence_ref": "file:///etc/hostname"}
+    plain = {**crowd, "alert_id": "p1", "evidence_ref": None}
+    store = AnalystStore(url)
+    for alert in (crowd, forged, plain):
+        store.upsert_alert(alert)
+    store.set_clip_ref("c1", evidence.put(crowd, "mp4", mp4))  # as the sink does once it is made
+    store.commit()
+    store.close()
+    client = TestClient(create_app(config, feed=AlertFeed(config.kafka, "unused"), secret="s"),
+                        base_url="http://127.0.0.1")
+    assert client.get("/api/alerts/c1/snapshot.jpg").status_code == 401
+    assert client.get("/api/alerts/c1/clip.mp4").status_code == 401
+    login(client, "alice", "operator-pass")
+
+    listed = {a["alert_id"]: a for a in client.get("/api/alerts").json()["alerts"]}
+    assert [listed[a]["has_snapshot"] for a in ("c1", "f1", "p1")] == [True, True, False]
+    detail = client.get("/api/alerts/c1").json()
+    assert detail["has_snapshot"] and detail["has_clip"] and not detail["has_evidence"]
+    assert detail["why"] == "8 people in view at once, limit 6 (window of 35 frames)"
+    assert detail["time"] == local.strftime("%Y-%m-%d %H:%M:%S +07")
+    assert "evidence_ref" not in detail and "clip_ref" not in detail  # store URLs stay inside
+
+    assert client.get("/api/alerts/c1/snapshot.jpg").content == jpeg
+    assert client.get("/api/alerts/c1/evidence.jpg").content == jpeg  # what notify links
+    thumb = client.get("/api/alerts/c1/snapshot.jpg?w=96").content
+    assert cv2.imdecode(np.frombuffer(thumb, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (54, 96)
+    whole = client.get("/api/alerts/c1/clip.mp4")
+    assert whole.content == mp4 and whole.headers["content-type"] == "video/mp4"
+    part = client.get("/api/alerts/c1/clip.mp4", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == mp4[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(mp4)}"
+    assert client.get("/api/alerts/c1/clip.mp4", headers={"Range": f"bytes={len(mp4)}-"}).status_code == 416
+    assert client.get("/api/alerts/f1/snapshot.jpg").status_code == 404  # outside the store
+    assert client.get("/api/alerts/p1/snapshot.jpg").status_code == 404
+    assert client.get("/api/alerts/p1/clip.mp4").status_code == 404
+
+    page = client.get("/alerts/c1").text
+    assert '<img id="snapshot"' in page and '<video id="clip"' in page
+    assert "sends no image" not in page and "+07" in page
+    assert '<p id="why" class="why">8 people in view at once, limit 6' in page
+    assert '<details id="raw-evidence">' in page
+    assert "This rule sends no image." in client.get("/alerts/p1").text
+
+    store = AnalystStore(url)
+    try:  # one entry per view; the seeks of a playing clip (ranges after byte 0) are not views
+        views = [row[2:4] for row in store.access_log()]
+    finally:
+        store.close()
+    assert views.count(("snapshot_view", "c1")) == 3 and views.count(("clip_view", "c1")) == 1

@@ -38,7 +38,7 @@ def test_what_the_code_imports_is_declared():
     for module in ("numpy", "cv2", "shapely", "boto3", "scipy", "onnxruntime", "onnx", "faiss",
                    "fastavro", "avro", "duckdb", "psycopg", "pydantic", "yaml", "tqdm", "requests",
                    "prometheus_client", "paho", "matplotlib", "jinja2", "fastapi", "uvicorn",
-                   "itsdangerous", "pyflink", "confluent_kafka", "dlib", "motmetrics"):
+                   "itsdangerous", "pyflink", "confluent_kafka", "dlib", "motmetrics", "av"):
         dist = module_to_dist.get(module, module).lower().replace("_", "-")
         assert dist in declared, f"{module} ({dist}) is imported but not a dependency"
 

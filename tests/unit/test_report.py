@@ -158,3 +158,49 @@ def test_cli_writes_the_report_and_refuses_bad_options(tmp_path, filled, capsys)
     assert "unknown time zone" in capsys.readouterr().err
     assert main(["report", "--store", filled[0], "--since", "7d", "--out", str(out)]) == 0
     assert out.read_text().startswith("<!doctype html>")
+
+
+def test_top_alerts_carry_their_reason_local_time_and_a_scaled_snapshot(tmp_path):
+    """The most severe alerts first, each with its sentence, its time in the deployment's zone
+    and its snapshot from the evidence store, scaled down and size-capped; a snapshot that
+    expired or a reference outside the store leaves that row without a picture."""
+    from camflow.config import Config
+    from camflow.core.evidence_store import EvidenceStore
+    evidence_url = f"file://{tmp_path}/evidence"
+    evidence = EvidenceStore(evidence_url)
+    config = Config.model_validate({"time_zone": "Asia/Ho_Chi_Minh", "evidence": {"url": evidence_url}})
+    url = f"duckdb:///{tmp_path}/analyst.duckdb"
+    store = AnalystStore(url)
+    noise = np.random.default_rng(3).integers(0, 255, (1080, 1920, 3), np.uint8)  # compresses badly
+    alerts = [
+        {"alert_id": "crowd", "type": "crowd_limit", "severity": "critical", "camera_id": CAMERAS[0],
+         "time_ms": NOW - HOUR, "score": 2.0, "subject": "person",
+         "evidence": '{"crowd_limit": 6, "frames": 35, "max_persons_in_frame": 12}'},
+        {"alert_id": "expired", "type": "intrusion", "severity": "critical", "camera_id": CAMERAS[1],
+         "time_ms": NOW - 2 * HOUR, "score": 1.0, "subject": "person", "evidence": "{}"},
+        {"alert_id": "forged", "type": "running", "severity": "warning", "camera_id": CAMERAS[1],
+         "time_ms": NOW - 3 * HOUR, "score": 1.5, "subject": "person", "evidence": "{}",
+         "evidence_ref": "file:///etc/hostname"},
+        {"alert_id": "info", "type": "camera_recovered", "severity": "info", "camera_id": CAMERAS[2],
+         "time_ms": NOW - 4 * HOUR, "score": 0.0, "subject": "camera",
+         "evidence": '{"silent_ms": 300000}'},
+    ]
+    alerts[0]["evidence_ref"] = evidence.put(alerts[0], "jpg", cv2.imencode(".jpg", noise)[1].tobytes())
+    alerts[1]["evidence_ref"] = evidence.put(alerts[1], "jpg", evidence_jpeg(1))
+    Path(alerts[1]["evidence_ref"].removeprefix("file://")).unlink()
+    for alert in alerts:
+        store.upsert_alert(alert)
+    store.commit()
+    store.close()
+    html = build_report(config, NOW - 24 * HOUR, NOW, store_url=url)
+    rows = re.findall(r'<tr id="top-([a-z]+)">(.*?)</tr>', html, re.S)
+    assert [r[0] for r in rows] == ["crowd", "expired", "forged", "info"]
+    crowd = rows[0][1]
+    assert "12 people in view at once, limit 6 (window of 35 frames)" in crowd
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+07", crowd)
+    snapshot = re.search(r'src="data:image/jpeg;base64,([^"]+)"', crowd).group(1)
+    jpeg = base64.b64decode(snapshot)
+    assert len(jpeg) <= 60_000
+    assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (270, 480)
+    assert all("<img" not in r[1] for r in rows[1:])
+    assert "Frames again after 5 min of silence" in rows[3][1]

@@ -3,6 +3,12 @@
 Alerts come live from the ``alerts`` topic (``feed.AlertFeed``) and, for history, from the
 analyst store the sink fills; acknowledgements and dismissals go to the store's
 ``alert_actions`` (who, when). Every page needs a login; only operators may act.
+
+Pictures: an alert's snapshot and clip live in the evidence store (``evidence`` in the config),
+named by the alert's ``evidence_ref`` / ``clip_ref``. Those references are never handed to
+browsers: the console reads the object itself, for a logged-in user, and writes each view to
+the store's access log (as it does for the inline crops of watchlist alerts). Every time shown
+is in the deployment's ``time_zone``.
 """
 from __future__ import annotations
 
@@ -13,7 +19,6 @@ import secrets
 import threading
 import time
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -24,7 +29,10 @@ from pydantic import BaseModel, Field
 from starlette.middleware.sessions import SessionMiddleware
 
 from camflow.config import Config
+from camflow.core.evidence_store import configured_evidence
+from camflow.core.frame_store import FrameRefError
 from camflow.services.store import ALERT_ACTIONS, AnalystStore
+from camflow.transforms.alert_text import local_time, why
 
 from .auth import LoginThrottle, SessionRegistry, authenticate
 from .feed import AlertFeed
@@ -34,10 +42,14 @@ log = logging.getLogger("camflow.services.console")
 LIVENESS = ("camera_offline", "camera_recovered")
 
 
-def iso(ms: int | None) -> str:
-    if ms is None:
-        return ""
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+PRIVATE_CACHE = {"Cache-Control": "private, max-age=3600"}
+THUMBNAIL_WIDTHS = (48, 640)  # the range of ?w= a list thumbnail may ask for
+THUMBNAIL_MAX_BYTES = 64_000
+
+
+def iso(ms: int | None, zone: str | None = None) -> str:
+    """``2026-12-01 21:04:05 +07``: a time as people read it, in ``zone`` (None: UTC)."""
+    return local_time(ms, zone)
 
 
 class SharedStore:
@@ -73,17 +85,40 @@ class SharedStore:
                 self._store = None
 
 
-def public_alert(alert: dict, actions: list[dict] | None = None, source: str = "") -> dict:
-    """An alert as the browser gets it: no image bytes (fetched by URL), times readable."""
+def public_alert(alert: dict, actions: list[dict] | None = None, source: str = "",
+                 zone: str | None = None) -> dict:
+    """An alert as the browser gets it: no image bytes and no store references (pictures are
+    fetched through the console's URLs), times in ``zone``, the rule's reason as a sentence."""
     return {
         "alert_id": alert["alert_id"], "type": alert["type"], "severity": alert["severity"],
-        "camera_id": alert["camera_id"], "time_ms": alert["time_ms"], "time": iso(alert["time_ms"]),
+        "camera_id": alert["camera_id"], "time_ms": alert["time_ms"],
+        "time": iso(alert["time_ms"], zone),
         "subject": alert.get("subject"), "score": alert.get("score"),
-        "track_id": alert.get("track_id"), "evidence": alert.get("evidence"),
+        "track_id": alert.get("track_id"), "evidence": alert.get("evidence"), "why": why(alert),
+        # the inline crop (watchlist alerts); the snapshot and the clip in the evidence store
         "has_evidence": bool(alert.get("evidence_jpeg") or alert.get("has_evidence_jpeg")),
-        "actions": [{**a, "time": iso(a["time_ms"])} for a in (actions or [])],
+        "has_snapshot": bool(alert.get("evidence_ref")),
+        "has_clip": bool(alert.get("clip_ref")),
+        "actions": [{**a, "time": iso(a["time_ms"], zone)} for a in (actions or [])],
         "source": source,
     }
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``(first, last)`` of a single ``Range: bytes=...`` request (a video element seeking),
+    None for none or one this does not serve (then the whole object); ``(size, size)`` when it
+    starts past the end (416)."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header[6:].strip().partition("-")
+    try:
+        if not first:  # bytes=-N: the last N bytes
+            return max(0, size - int(last)), size - 1
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+    except ValueError:
+        return None
+    return (size, size) if start >= size else (start, end) if start <= end else None
 
 
 ALERT_COLUMNS = AnalystStore.ALERT_COLUMNS
@@ -114,6 +149,8 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
     feed = feed or AlertFeed(config.kafka, config.kafka.topics.alerts, console.recent_alerts,
                              int(console.lookback_hours * 3_600_000))
     sites = {c.id: c for c in config.cameras}
+    zone = config.time_zone
+    evidence_store = configured_evidence(config)  # None: alerts have no snapshot or clip
     if not console.users:
         log.warning("console.users is empty: nobody can log in (see `camflow console hash-password`)")
     secret = secret or console.secret()
@@ -163,7 +200,8 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
 
     def render(request: Request, name: str, user, status_code: int = 200, **context):
         return templates.TemplateResponse(request, name, {"user": user, "deployment": config.deployment,
-                                                          **context}, status_code=status_code)
+                                                          "time_zone": zone, **context},
+                                          status_code=status_code)
 
     # -- login ----------------------------------------------------------------------------
     @app.get("/login", response_class=HTMLResponse)
@@ -229,7 +267,7 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
     def subject_page(subject_id: str, request: Request, user=Depends(page_user)):
         store.run(lambda s: s.audit_access(user.name, "subject_view", subject_id, "console"))
         rows = store.run(lambda s: s.sightings_of(subject_id))
-        sightings = [{"camera_id": r[2], "kind": r[1], "time": iso(r[3]), "score": r[4],
+        sightings = [{"camera_id": r[2], "kind": r[1], "time": iso(r[3], zone), "score": r[4],
                       "track_id": r[5], "alert_id": r[6],
                       "site": (sites[r[2]].location.site if r[2] in sites and sites[r[2]].location
                                else "")} for r in rows]
@@ -244,7 +282,7 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
         live = feed.get(alert_id)
         if stored is None and live is None:
             return None
-        return public_alert(stored or live, actions, "store" if stored else "live")
+        return public_alert(stored or live, actions, "store" if stored else "live", zone)
 
     @app.get("/api/alerts")
     def list_alerts(user=Depends(api_user), limit: int = 100):
@@ -258,7 +296,8 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
         actions = store.run(lambda s: s.alert_actions([a["alert_id"] for a, _ in newest]))
         return {"seq": seq, "feed": {"connected": feed.connected, "error": feed.error},
                 "role": user.role,
-                "alerts": [public_alert(a, actions.get(a["alert_id"]), src) for a, src in newest]}
+                "alerts": [public_alert(a, actions.get(a["alert_id"]), src, zone)
+                           for a, src in newest]}
 
     @app.get("/api/alerts/stream")
     async def stream(request: Request, user=Depends(api_user), after: int | None = None):
@@ -272,8 +311,8 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
             while not await request.is_disconnected():
                 batch = feed.since(position)
                 for seq, kind, payload in batch:
-                    data = public_alert(payload, [], "live") if kind == "alert" else \
-                        {**payload, "time": iso(payload.get("time_ms"))}
+                    data = public_alert(payload, [], "live", zone) if kind == "alert" else \
+                        {**payload, "time": iso(payload.get("time_ms"), zone)}
                     yield f"id: {seq}\nevent: {kind}\ndata: {json.dumps(data)}\n\n"
                     position = seq
                 if batch:
@@ -307,16 +346,73 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
         action = {"action": body.action, "actor": user.name, "time_ms": when, "note": body.note}
         feed.add_action(alert_id, action)
         log.info("console: %s %s alert %s", user.name, body.action, alert_id)
-        return {**action, "alert_id": alert_id, "time": iso(when)}
+        return {**action, "alert_id": alert_id, "time": iso(when, zone)}
 
     @app.get("/api/alerts/{alert_id}/evidence.jpg")
     def evidence(alert_id: str, user=Depends(api_user)):
+        """The inline crop of a watchlist alert; else its snapshot (the one image URL that
+        `camflow notify` links for any alert)."""
         live = feed.get(alert_id)
         jpeg = (live or {}).get("evidence_jpeg") or store.run(lambda s: s.alert_evidence(alert_id))
         if not jpeg:
-            raise HTTPException(404, "no evidence image for this alert")
+            return snapshot(alert_id, user)  # 404 when it has none either
         store.run(lambda s: s.audit_access(user.name, "evidence_view", alert_id, "console"))
-        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+        return Response(jpeg, media_type="image/jpeg", headers=PRIVATE_CACHE)
+
+    def media_ref(alert_id: str, column: str) -> str | None:
+        """The alert's ``evidence_ref`` or ``clip_ref``: from the live record, else the store
+        (where the sink adds the clip once it is made)."""
+        ref = (feed.get(alert_id) or {}).get(column)
+        return ref or (store.run(lambda s: s.alert(alert_id)) or {}).get(column)
+
+    def media(alert_id: str, column: str, user, action: str | None) -> bytes:
+        """The object the alert's ``column`` names, read from the evidence store; ``action``:
+        the access-log entry for this view (None: not logged, see clip())."""
+        ref = media_ref(alert_id, column)
+        if not ref or evidence_store is None:
+            raise HTTPException(404, f"no {'clip' if column == 'clip_ref' else 'snapshot'} for this alert")
+        try:
+            data = evidence_store.get(ref)
+        except FrameRefError as exc:  # outside the evidence store: never read, whatever the record says
+            log.warning("console: alert %s: %s", alert_id, exc)
+            raise HTTPException(404, "this alert's picture is not in the evidence store") from None
+        except Exception:  # noqa: BLE001 - S3 or disk trouble: say so, details to the log
+            log.exception("console: evidence store read for alert %s failed", alert_id)
+            raise HTTPException(503, "the evidence store is unavailable; try again shortly") from None
+        if data is None:
+            raise HTTPException(404, "this alert's picture has expired from the evidence store")
+        if action:
+            store.run(lambda s: s.audit_access(user.name, action, alert_id, "console"))
+        return data
+
+    @app.get("/api/alerts/{alert_id}/snapshot.jpg")
+    def snapshot(alert_id: str, user=Depends(api_user), w: int | None = None):
+        """The frame the alert was raised on, its subject boxed; ``?w=`` scales it down (the
+        alert list's thumbnails: a snapshot is up to 1280 px wide)."""
+        jpeg = media(alert_id, "evidence_ref", user, "snapshot_view")
+        if w is not None:
+            from camflow.services.report import scaled_jpeg
+            width = max(THUMBNAIL_WIDTHS[0], min(w, THUMBNAIL_WIDTHS[1]))
+            jpeg = scaled_jpeg(jpeg, width, THUMBNAIL_MAX_BYTES) or jpeg  # undecodable: as stored
+        return Response(jpeg, media_type="image/jpeg", headers=PRIVATE_CACHE)
+
+    @app.get("/api/alerts/{alert_id}/clip.mp4")
+    def clip(alert_id: str, request: Request, user=Depends(api_user)):
+        """The clip around the alert. Byte ranges are served, so the video element can seek;
+        only the request that starts playing (no range, or from byte 0) is logged, not every
+        seek."""
+        wanted = request.headers.get("range")
+        starts = not wanted or wanted.replace(" ", "").startswith("bytes=0-")
+        data = media(alert_id, "clip_ref", user, "clip_view" if starts else None)
+        headers = {**PRIVATE_CACHE, "Accept-Ranges": "bytes"}
+        span = byte_range(wanted, len(data))
+        if span is None:
+            return Response(data, media_type="video/mp4", headers=headers)
+        first, last = span
+        if first >= len(data):
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{len(data)}"})
+        return Response(data[first:last + 1], status_code=206, media_type="video/mp4",
+                        headers={**headers, "Content-Range": f"bytes {first}-{last}/{len(data)}"})
 
     def camera_status() -> list[dict]:
         now_ms = int(time.time() * 1000)
@@ -339,7 +435,7 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
                 "reason": ("camera_offline alert" if flagged else
                            "never seen" if seen_ms is None else
                            f"silent {int((now_ms - seen_ms) / 1000)} s" if silent else ""),
-                "last_frame": iso(last[1]) if last else "", "last_frame_ms": last[1] if last else None,
+                "last_frame": iso(last[1], zone) if last else "", "last_frame_ms": last[1] if last else None,
                 "fps": round(recent_frames / 60.0, 2),
                 "configured_fps": camera.fps if camera else None,
             })
@@ -357,7 +453,7 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
             raise HTTPException(404, f"no sightings of {subject_id}")
         import base64
         from zoneinfo import ZoneInfo
-        uri = figure_subject_path(subject_id, rows, report_sites(config), ZoneInfo("UTC"))
+        uri = figure_subject_path(subject_id, rows, report_sites(config), ZoneInfo(zone))
         return Response(base64.b64decode(uri.split(",", 1)[1]), media_type="image/png")
 
     @app.get("/healthz")

@@ -29,11 +29,17 @@ const camflow = (() => {
       ? `<a href="/subjects/${encodeURIComponent(a.subject)}">${esc(a.subject)}</a>` : esc(a.subject);
     const buttons = role() === "operator"
       ? `<button class="small primary" data-action="acknowledge">Ack</button> <button class="small" data-action="dismiss">Dismiss</button>` : "";
-    tr.innerHTML = `<td>${esc(a.time)}</td><td><a href="/alerts/${encodeURIComponent(a.alert_id)}">${esc(a.type)}</a></td>
+    // The snapshot, scaled down by the console; else a watchlist alert's crop.
+    const id = encodeURIComponent(a.alert_id);
+    const picture = a.has_snapshot ? `/api/alerts/${id}/snapshot.jpg?w=192` : a.has_evidence ? `/api/alerts/${id}/evidence.jpg` : "";
+    const thumb = picture ? `<a href="/alerts/${id}"><img class="thumb" loading="lazy" width="96" alt="snapshot of ${esc(a.type)}" src="${picture}"></a>` : "";
+    tr.innerHTML = `<td class="thumb">${thumb}</td><td>${esc(a.time)}</td><td><a href="/alerts/${id}">${esc(a.type)}</a><div class="muted why">${esc(a.why)}</div></td>
       <td><span class="sev ${esc(a.severity)}">${esc(a.severity)}</span></td><td>${esc(a.camera_id)}</td>
       <td>${subject}</td><td>${a.score == null ? "" : Number(a.score).toFixed(2)}</td>
       <td class="status">${esc(statusText(a.actions))}</td><td class="act">${buttons}</td>`;
     if (a.actions && a.actions.length) tr.classList.add("done");
+    // past the evidence store's retention: no thumbnail rather than a broken one
+    tr.querySelectorAll("img.thumb").forEach((img) => img.addEventListener("error", () => img.remove()));
     tr.querySelectorAll("button[data-action]").forEach((b) => b.addEventListener("click", async () => {
       const done = await act(a.alert_id, b.dataset.action);
       if (done) markAction(done);
@@ -76,6 +82,18 @@ const camflow = (() => {
 
   function alertPage() {
     const id = document.getElementById("alert").dataset.alertId;
+    // A snapshot or clip past the evidence store's retention: say so instead of a broken image.
+    const gone = (media) => {
+      const note = document.createElement("p");
+      note.className = "muted gone";
+      note.textContent = "No longer in the evidence store.";
+      media.replaceWith(note);
+    };
+    document.querySelectorAll("img.evidence, video.evidence").forEach((media) => {
+      const failed = media.tagName === "IMG" ? media.complete && media.naturalWidth === 0 : media.error;
+      if (failed) gone(media);  // failed before this script ran
+      else media.addEventListener("error", () => gone(media));
+    });
     document.querySelectorAll("button[data-action]").forEach((b) => b.addEventListener("click", async () => {
       const done = await act(id, b.dataset.action);
       if (!done) return;
