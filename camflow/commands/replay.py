@@ -159,6 +159,7 @@ def replay(config: Config, video: str, camera_id: str, fps: float | None = None,
             "history_days": history_days,
             "scored_windows": sum(w["anomaly_score"] is not None for w in run_windows),
             "snapshots": sum(bool(a["evidence_ref"]) for a in alerts),
+            "alerts_topic": topics.alerts,
             **({"stored": stored.written, "clips": stored.clips} if stored is not None else {}),
             "seconds": round(time.monotonic() - started, 1)}
 

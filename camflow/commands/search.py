@@ -28,7 +28,13 @@ def cmd_sightings(args) -> int:
 
 
 def cmd_search(args) -> int:
-    """Retroactive search: a watchlist subject's face among the faces kept in the store."""
+    """Retroactive search: a watchlist subject's face among the faces kept in the store, or a
+    plate's path (every vehicle track that read it, across cameras, in time order)."""
+    if args.plate is not None:
+        return cmd_search_plate(args)
+    if args.subject is None:
+        print("camflow search: give --subject ID (a face) or --plate TEXT", file=sys.stderr)
+        return 2
     from camflow.services.search import SearchError, format_lines, parse_since, search
     config = _config(args)
     try:
@@ -48,6 +54,35 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_search_plate(args) -> int:
+    import time
+    from zoneinfo import ZoneInfo
+
+    from camflow.services.search import SearchError, format_plate_lines, parse_since, plate_path
+    from camflow.services.store import AnalystStore
+    config = _config(args)
+    try:
+        since_ms = parse_since(args.since or f"{config.store.retention.vehicle_plates_days:g}d")
+        store = AnalystStore.of(config.store, args.store)
+        try:
+            # Where a vehicle went is personal data: every search is audited, like face searches.
+            store.audit_access(getpass.getuser(), "plate_search", args.plate,
+                               "cli fuzzy" if args.fuzzy else "cli")
+            passages = plate_path(store, args.plate, int(time.time() * 1000) - since_ms, args.fuzzy)
+        finally:
+            store.close()
+    except SearchError as exc:
+        print(f"camflow search: {exc}", file=sys.stderr)
+        return 2
+    sites = {c.id: (c.location.site if c.location else c.name) for c in config.cameras}
+    for line in format_plate_lines(passages, sites, ZoneInfo(config.time_zone)):
+        print(line)
+    print(json.dumps({"plate": args.plate, "fuzzy": args.fuzzy, "passages": len(passages),
+                      "cameras": len({p.camera_id for p in passages}),
+                      "plates": sorted({p.plate for p in passages})}))
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("sightings", help="a watchlist subject's path across cameras")
     p.add_argument("--subject", required=True)
@@ -55,10 +90,15 @@ def register(sub) -> None:
     p.add_argument("--config")
     p.set_defaults(func=cmd_sightings)
     p = sub.add_parser("search", help="retroactive search: a watchlist subject among the faces "
-                       "kept in the store")
-    p.add_argument("--subject", required=True, help="watchlist face subject id")
-    p.add_argument("--since", help="look back this far: 7d, 24h, 90m "
-                   "(default: store.embedding_retention_days)")
+                       "kept in the store, or a plate's path across cameras")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--subject", help="watchlist face subject id")
+    who.add_argument("--plate", help="a licence plate (51F-598.81 or 51F59881): every vehicle "
+                     "track that read it, in time order")
+    p.add_argument("--fuzzy", action="store_true", help="--plate: also reads one character "
+                   "off, or two OCR confusions (8/B, 0/D)")
+    p.add_argument("--since", help="look back this far: 7d, 24h, 90m (default: "
+                   "store.embedding_retention_days; --plate: retention.vehicle_plates_days)")
     p.add_argument("--threshold", type=float,
                    help="cosine similarity (default: job.watchlist.face_threshold)")
     p.add_argument("--store")

@@ -148,3 +148,51 @@ def format_lines(result: SearchResult, sites: dict[str, str] | None = None) -> l
                          f"{sites.get(m.camera_id, '') or '':<32} track {track:<6} "
                          f"similarity {m.similarity:.3f}{note}")
     return lines
+
+
+# ------------------------------------------------------------------ plates
+
+@dataclass
+class PlatePassage:
+    """One vehicle track whose fused plate read matched: where and when it was seen."""
+
+    first_ms: int
+    last_ms: int
+    camera_id: str
+    track_id: int
+    plate: str
+    display: str | None
+    reads: int
+    distance: float  # weighted edit distance to the query (0: the same plate)
+
+
+def plate_path(store, plate: str, since_ms: int, fuzzy: bool = False,
+               max_distance: float = 1.0) -> list[PlatePassage]:
+    """Every vehicle track whose fused read is ``plate`` (normalised: ``51F-598.81`` is
+    ``51F59881``), across cameras in time order: the vehicle's path. ``fuzzy`` also takes reads
+    within ``max_distance`` (one wrong character, or two OCR confusions such as 8/B): a
+    camera that misread one character still shows where the vehicle went."""
+    from camflow.transforms.plate_text import normalise_text, plate_distance
+    query = normalise_text(plate)
+    if len(query) < 4:
+        raise SearchError(f"--plate {plate!r}: too short to be a plate")
+    rows = store.vehicle_plates_since(since_ms, None if fuzzy else query)
+    passages = []
+    for first_ms, last_ms, camera_id, track_id, text, display, reads, _ in rows:
+        distance = 0.0 if text == query else plate_distance(query, text)
+        if distance <= (max_distance if fuzzy else 0.0):
+            passages.append(PlatePassage(int(first_ms), int(last_ms), camera_id, int(track_id),
+                                         text, display, int(reads), distance))
+    return sorted(passages, key=lambda p: (p.first_ms, p.camera_id))
+
+
+def format_plate_lines(passages: list[PlatePassage], sites: dict[str, str], zone) -> list[str]:
+    lines = []
+    for p in passages:
+        first = datetime.fromtimestamp(p.first_ms / 1000, zone)
+        last = datetime.fromtimestamp(p.last_ms / 1000, zone)
+        lines.append(f"{first:%Y-%m-%d %H:%M:%S}-{last:%H:%M:%S}  {p.camera_id:<24} "
+                     f"{sites.get(p.camera_id) or '':<28} {p.display or p.plate:<12} "
+                     f"track {p.track_id:<5} reads {p.reads:<3}"
+                     + (f" distance {p.distance:g}" if p.distance else ""))
+    return lines

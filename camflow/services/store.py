@@ -304,6 +304,17 @@ class AnalystStore:
             (camera_id, int(track_id), int(first_ms), int(time_ms), text, display, int(reads),
              float(score), int(sequence)))
 
+    def vehicle_plates_since(self, since_ms: int, plate_text: str | None = None) -> list[tuple]:
+        """Fused plate reads of vehicle tracks seen at or after ``since_ms`` (only those of
+        ``plate_text`` when given), in time order: (first_ms, last_ms, camera_id, track_id,
+        plate_text, plate_display, reads, best_score)."""
+        where, params = "last_ms >= %s", [int(since_ms)]
+        if plate_text is not None:
+            where, params = where + " AND plate_text = %s", params + [plate_text]
+        return self.query(
+            "SELECT first_ms, last_ms, camera_id, track_id, plate_text, plate_display, reads, "
+            f"best_score FROM vehicle_plates WHERE {where} ORDER BY first_ms, camera_id", params)
+
     def upsert_sighting(self, s: dict) -> None:
         self.execute(
             """INSERT INTO sightings (sighting_id, subject_id, kind, camera_id, time_ms, sighting_time,

@@ -46,6 +46,23 @@ def picture(width: int, height: int, colour) -> bytes:
     return cv2.imencode(".jpg", image)[1].tobytes()
 
 
+def real_clip() -> bytes:
+    """An H.264 clip made by the sink's encoder from 6 frames of vtest.avi (a blank frame
+    when the shared footage is absent: what is tested is that the browser plays H.264)."""
+    from pathlib import Path
+
+    from camflow.services.clips import encode_clip
+    video = Path(__file__).resolve().parents[3] / "shared" / "data" / "video" / "vtest.avi"
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    for i in range(6):
+        ok, image = cap.read()
+        image = image if ok else np.full((360, 640, 3), 90, np.uint8)
+        frames.append((i * 1000, cv2.imencode(".jpg", image)[1].tobytes()))
+    cap.release()
+    return encode_clip(frames, fps=5).data
+
+
 def alert(alert_id: str, alert_type: str, time_ms: int, evidence: str, **more) -> dict:
     return {"alert_id": alert_id, "type": alert_type, "severity": "warning", "camera_id": "port-gate",
             "time_ms": time_ms, "subject": "person", "score": 1.33, "track_id": None,
@@ -75,6 +92,8 @@ def console(kafka_bootstrap, make_topics, tmp_path):
     store = AnalystStore(store_url)
     for a in (crowd, expired, face, plain):
         store.upsert_alert(a)
+    # The crowd alert's clip, as the sink cuts it: real frames of vtest.avi, 1 s apart.
+    store.set_clip_ref("crowd1", evidence.put(crowd, "mp4", real_clip()))
     store.commit()
     store.close()  # DuckDB: one process holds the file, the console from now on
 
@@ -158,6 +177,12 @@ def test_operator_sees_snapshots_reasons_and_local_times(console, browser):  # n
     assert page.inner_text("#alert-time") == local.strftime("%Y-%m-%d %H:%M:%S +07")
     assert "sends no image" not in page.inner_text("main")
     assert broken_images(page) == []
+    # Its clip: the browser decodes the H.264 (a first frame with a size, a duration of ~6 s).
+    page.wait_for_function("() => { const v = document.getElementById('clip'); "
+                           "return v && (v.error || v.readyState >= 1); }")
+    clip = page.evaluate("() => { const v = document.getElementById('clip'); return "
+                         "{error: v.error && v.error.code, width: v.videoWidth, duration: v.duration}; }")
+    assert clip["error"] is None and clip["width"] > 0 and 5 <= clip["duration"] <= 7, clip
     screenshot(page, "console-alert-snapshot.png")
 
     # A watchlist alert keeps its crop; a liveness alert has no picture and says so.

@@ -3,15 +3,20 @@ counting line, restricted lawn, loitering corner and crowd limit produce their a
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from camflow.core.evidence_store import EvidenceStore
 from camflow.core.frame_store import file_url_path
 from camflow.services.store import AnalystStore
+from tests.integration.test_notify_live import (MqttSubscriber, NotifyProcess, Receiver,  # noqa: F401
+                                                mosquitto, wait_until)
 
 from camflow.commands import main as camflow_main
 from camflow.config import load_config
@@ -107,6 +112,55 @@ def test_intrusion_and_crowd_alerts_have_a_clip_of_the_moment(walkway_replay):
         # 5 s before to 5 s after at the clip's 5 fps (vtest is sampled at 4 fps): ~50 frames;
         # an alert near the start or end of the footage has fewer frames before or after it.
         assert frames >= 30, (alert["type"], frames)
+
+
+def test_notify_delivers_the_jobs_alerts_once_with_their_snapshot_links(walkway_replay, mosquitto,
+                                                                         tmp_path):
+    """Broker -> job -> `camflow notify` -> Mosquitto and a webhook: each of the job's alerts
+    reaches both once, signed, with the console link of its snapshot; a restarted notifier
+    sends nothing again."""
+    summary, alerts, config = walkway_replay
+    host, port = mosquitto
+    suffix = uuid.uuid4().hex[:8]
+    prefix, receiver = f"camflow-job-{suffix}", Receiver()
+    raw = {"deployment": f"notify-job-{suffix}",
+           "cameras": [c.model_dump(mode="json", exclude_none=True) for c in config.cameras],
+           "kafka": {"bootstrap_servers": config.kafka.bootstrap_servers, "group_id": f"notify-{suffix}",
+                     "topics": {"alerts": summary["alerts_topic"]}},
+           "notify": {"state_dir": str(tmp_path / "state"), "failures_topic": f"notify-failures-{suffix}",
+                      "evidence_base_url": "https://console.example",
+                      "targets": {"home": {"kind": "mqtt", "host": host, "port": port,
+                                           "topic_prefix": prefix, "timeout_s": 30},
+                                  "ops": {"kind": "webhook", "url": receiver.url,
+                                          "secret_env": "NOTIFY_LIVE_SECRET", "timeout_s": 5}},
+                      "routes": [{"targets": ["home", "ops"]}]}}
+    config_path = tmp_path / "notify.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    sub = MqttSubscriber(host, port, prefix, tmp_path / "mosquitto_sub.jsonl")
+    notifier = NotifyProcess(config_path, tmp_path)
+    try:
+        notifier.start()
+        ids = {a["alert_id"] for a in alerts}
+        wait_until(lambda: len(sub.alerts()) >= len(ids) and len(receiver.ids()) >= len(ids), 90,
+                   "every alert of the job on MQTT and the webhook", notifier)
+        assert sum(notifier.stop()["delivered"].values()) >= 2 * len(ids)
+        notifier.start()  # a restart: everything was delivered and committed
+        time.sleep(8)
+        notifier.stop()
+        mqtt = sub.alerts()
+        assert sorted(p["alert_id"] for _, p in mqtt) == sorted(ids)
+        assert sorted(receiver.ids()) == sorted(ids)
+        assert all(r["valid"] for r in receiver.requests)
+        by_id = {a["alert_id"]: a for a in alerts}
+        for topic, payload in mqtt:
+            alert = by_id[payload["alert_id"]]
+            assert topic == f"{prefix}/demo-walkway/walkway/{alert['type']}"
+            assert payload["evidence_url"] == \
+                f"https://console.example/api/alerts/{alert['alert_id']}/evidence.jpg"
+    finally:
+        notifier.kill()
+        sub.close()
+        receiver.stop()
 
 
 def test_zones_draw_renders_the_scene(tmp_path, vtest_path, repo_root):
