@@ -1,6 +1,6 @@
 """``camflow eval``: accuracy on labelled data, one subcommand per stage.
 
-faces | plates | detect | watchlist print one JSON object; track and falls print their own
+faces | plates | detect | watchlist print one JSON object; track, falls and reid print their own
 table and end with one JSON line (``camflow.evaluation.track`` / ``.falls`` own their flags).
 """
 from __future__ import annotations
@@ -11,7 +11,8 @@ import json
 from camflow.commands.common import _config
 
 # Evaluations that own their arguments: ``add_arguments(parser)`` and ``run(args) -> int``.
-OWN_ARGUMENTS = {"track": "camflow.evaluation.track", "falls": "camflow.evaluation.falls"}
+OWN_ARGUMENTS = {"track": "camflow.evaluation.track", "falls": "camflow.evaluation.falls",
+                 "reid": "camflow.evaluation.reid"}
 
 
 def cmd_eval(args) -> int:

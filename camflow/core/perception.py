@@ -18,6 +18,7 @@ FACE_DETECTOR_MODEL = "centerface"
 FACE_LANDMARK_MODEL = "dlib-shape5"
 FACE_EMBEDDING_MODEL = "dlib-face-resnet"
 POSE_MODEL = "movenet-multipose"
+APPEARANCE_MODEL = "mobilenetv2-appearance"
 
 
 class ModelMissing(RuntimeError):
@@ -61,6 +62,13 @@ def face_embedder(**kwargs):
     from camflow.transforms.faces import FaceEmbedder
     return FaceEmbedder(model_path(FACE_EMBEDDING_MODEL), model_path(FACE_LANDMARK_MODEL),
                         **kwargs)
+
+
+def appearance_embedder(threads: int = 1):
+    """``embedder(image, xyxy) -> [N, 1280]`` unit vectors of whole person/vehicle crops."""
+    from camflow.transforms.appearance import AppearanceEmbedder
+    from camflow.transforms.onnx_runtime import open_session
+    return AppearanceEmbedder(open_session(model_path(APPEARANCE_MODEL), threads=threads))
 
 
 def person_down(threads: int = 1):
