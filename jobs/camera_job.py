@@ -6,7 +6,7 @@ r"""The camflow streaming job. Reads like its dataflow diagram:
                         |
                   key by camera -> analyse: decode JPEG, detect, track, read faces/plates,
                         |                   scene rules, camera liveness -> [alerts]
-                        +--> analyses (Kafka)
+                        +--> analyses (Kafka), appearances of tracks (Kafka)
                         +--> faces/plates -> match watchlist (broadcast) -> alerts, sightings,
                         |                                                   face-embeddings
                   summarise -> key by camera -> tumbling window -> anomaly score -> aggregates
@@ -52,6 +52,7 @@ OUTPUTS = {
     "dead_letters": ("DeadLetter", "dead_letters", "dead-letters-sink"),
     "sightings": ("Sighting", "sightings", "sightings-sink"),
     "face_embeddings": ("FaceEmbedding", "face_embeddings", "face-embeddings-sink"),
+    "appearances": ("Appearance", "appearances", "appearances-sink"),
 }
 
 
@@ -148,6 +149,8 @@ def analytics(config: Config, sources: Sources) -> dict[str, DataStream]:
         # No watchlist in this run: every face is unmatched, and still searchable later.
         outputs["face_embeddings"] = (analyses.filter(lambda analysis: len(analysis.faces) > 0)
                                       .flat_map(op.unmatched_faces).name("faces-unmatched"))
+    if job.appearance.enabled:
+        outputs["appearances"] = analyses.get_side_output(op.APPEARANCES)
     outputs["analyses"] = analyses
     outputs["aggregates"] = aggregates
     outputs["alerts"] = alerts

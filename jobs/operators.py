@@ -38,6 +38,8 @@ ALERTS = OutputTag("alerts", Types.PICKLED_BYTE_ARRAY())
 SIGHTINGS = OutputTag("sightings", Types.PICKLED_BYTE_ARRAY())
 # Every face read with a usable embedding (FaceEmbedding dicts), for retroactive search.
 FACE_EMBEDDINGS = OutputTag("face-embeddings", Types.PICKLED_BYTE_ARRAY())
+# What each person / vehicle track looks like (job.appearance), for camflow find / similar.
+APPEARANCES = OutputTag("appearances", Types.PICKLED_BYTE_ARRAY())
 # The watchlist as broadcast state: "kind:id" -> WatchlistEntry dict.
 WATCHLIST = MapStateDescriptor("watchlist", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 # Frames that arrive after their window closed (beyond allowed lateness).
@@ -122,16 +124,17 @@ class CaptureTime(TimestampAssigner):
 class AnalyseFrames(KeyedProcessFunction):
     """Per camera: decode the JPEG (once), then ``transforms.camera_analysis``'s step: detect
     (motion-gated), track, read faces and plates of tracks not yet recognised, run the
-    camera's scene rules and watch for the camera going silent (``camera_offline``).
+    camera's scene rules, describe each track's best crop (``APPEARANCES``) and watch for the
+    camera going silent (``camera_offline``).
 
     This operator only moves the camera's state between Flink and the step. Each part of
     ``CameraState`` is its own named Flink state (``motion``, ``tracker``, ``recognition``,
-    ``behaviour``, ``liveness``), plus ``liveness_timer``: the one pending silence check
+    ``behaviour``, ``liveness``, ``appearance``), plus ``liveness_timer``: the one pending silence check
     (event time), so that a frame does not register a timer of its own (41 cameras at 1 fps
     would keep ~5000 pending, each firing a Python call two minutes later).
     """
 
-    STATES = ("motion", "tracker", "recognition", "behaviour", "liveness")
+    STATES = ("motion", "tracker", "recognition", "behaviour", "liveness", "appearance")
 
     def __init__(self, config: Config):
         self.config = config
@@ -178,6 +181,8 @@ class AnalyseFrames(KeyedProcessFunction):
         for alert in self.snapshots.frame_alerts(step.alerts, analysis.image, analysis.detections,
                                                  scene):
             yield ALERTS, alert
+        for appearance in step.appearances:
+            yield APPEARANCES, appearance
         analysis.image = None  # the decoded frame stays inside this operator chain
         if analysis.jpeg_ref or not (len(analysis.faces) or len(analysis.plates)):
             # Only watchlist matching needs the JPEG again (evidence crops of faces and plates);

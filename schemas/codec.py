@@ -54,6 +54,7 @@ CONTRACTS = {
     "WatchlistEntry": "watchlist_entry.avsc",
     "Sighting": "sighting.avsc",
     "FaceEmbedding": "face_embedding.avsc",
+    "Appearance": "appearance.avsc",
 }
 
 

@@ -131,7 +131,7 @@ def built_models():
 
 
 JOB_TOPICS = ("frames", "analyses", "alerts", "aggregates", "dead_letters", "watchlist",
-              "watchlist_audit", "sightings", "face_embeddings")
+              "watchlist_audit", "sightings", "face_embeddings", "appearances")
 
 
 @pytest.fixture

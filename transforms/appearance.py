@@ -16,10 +16,11 @@ product index searches them):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from .detections import VEHICLE_CLASSES
 
 STRIPES = 6
 HUE_BINS, SAT_BINS, VALUE_BINS = 8, 8, 8
@@ -197,26 +198,146 @@ def similarity(colour_a: np.ndarray, embedding_a: np.ndarray | None, colour_b: n
     return colour_weight * colour + (1.0 - colour_weight) * embedding
 
 
-@dataclass
-class AppearanceSummary:
-    """A track's running appearance: mean colour and embedding vectors (kept unnormalised so
-    a new crop adds in), the best crop's box and area, and how many crops went in."""
+# --- Per-track appearance records (the job's ``analyse`` step) -------------------------------
 
-    colour_sum: np.ndarray
-    embedding_sum: np.ndarray | None
-    crops: int = 0
+class AppearanceConfig(BaseModel):
+    """When the job writes what a track looks like (``appearances`` topic, analyst store)."""
 
-    def add(self, colour: np.ndarray, embedding: np.ndarray | None) -> "AppearanceSummary":
-        if not np.any(colour):
-            return self
-        self.colour_sum = self.colour_sum + colour
-        if embedding is not None and self.embedding_sum is not None:
-            self.embedding_sum = self.embedding_sum + embedding
-        self.crops += 1
-        return self
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = Field(True, description="write one appearance record per track (personal data: "
+                          "the store keeps them store.embedding_retention_days)")
+    embedding: bool = Field(True, description=(
+        "add the MobileNetV2 embedding (~12 ms per crop on one core) to the colour cue"))
+    classes: list[str] = Field(default_factory=lambda: ["person", *sorted(VEHICLE_CLASSES)],
+                               description="classes that get appearance records")
+    min_height_px: int = Field(40, ge=8, description="a crop shorter than this is never a track's best")
+    min_gain: float = Field(1.25, ge=1.0, description=(
+        "a later crop replaces the track's best when its area is this many times larger"))
+    min_interval_ms: int = Field(2000, ge=0, description="at most one refreshed record per track this often")
+    close_after_ms: int = Field(5000, ge=0, description=(
+        "a track unseen this long is closed: one last record with its last-seen time"))
+    crop_height_px: int = Field(128, ge=16, description="height of the best crop kept as evidence (JPEG)")
+    colour_weight: float = Field(COLOUR_WEIGHT, ge=0.0, le=1.0, description=(
+        "weight of the colour cue in `camflow similar` (the rest is the embedding's)"))
 
-    def colour(self) -> np.ndarray:
-        return unit(self.colour_sum)
 
-    def embedding(self) -> np.ndarray | None:
-        return None if self.embedding_sum is None else unit(self.embedding_sum)
+def heading(dx: float, dy: float, scale: float) -> str:
+    """Where a track went in the image: 'left', 'right', 'up' (usually away from the camera),
+    'down' (towards it), or 'still' when it moved less than ``scale`` (half its height)."""
+    if (dx * dx + dy * dy) ** 0.5 < scale:
+        return "still"
+    if abs(dx) >= abs(dy):
+        return "right" if dx > 0 else "left"
+    return "down" if dy > 0 else "up"
+
+
+def crop_jpeg(image: np.ndarray, box, height_px: int) -> bytes:
+    """The box's crop, scaled to at most ``height_px`` tall, as JPEG (quality 80)."""
+    h, w = image.shape[:2]
+    xa, ya, xb, yb = _clip_box(box, w, h, 0.0, 1.0, 0.0)
+    crop = image[ya:yb, xa:xb]
+    if crop.shape[0] > height_px:
+        scale = height_px / crop.shape[0]
+        crop = cv2.resize(crop, (max(1, int(crop.shape[1] * scale)), height_px),
+                          interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return data.tobytes() if ok else b""
+
+
+def appearance_id(camera_id: str, track_id: int, first_seen_ms: int) -> str:
+    """Stable across a replay (the tracker numbers tracks the same way): the store upserts on it."""
+    return f"{camera_id}:{track_id}:{first_seen_ms}"
+
+
+def appearance_record(camera_id: str, track_id: int, track: dict, *, colour=None, embedding=None,
+                      names: dict | None = None, crop: bytes | None = None,
+                      model_version: str | None = None, closed: bool = False) -> dict:
+    """The one builder of an ``Appearance`` record (``schemas/appearance.avsc``). A record
+    without vectors (``colour`` None) only moves the track's last-seen time and heading on."""
+    names = names or {}
+    (x1, y1, x2, y2) = track["best_box"]
+    (fx, fy), (lx, ly) = track["first_centre"], track["centre"]
+    return {
+        "appearance_id": appearance_id(camera_id, track_id, track["first_ms"]),
+        "camera_id": camera_id, "track_id": int(track_id), "class_name": track["class"],
+        "first_seen_ms": int(track["first_ms"]), "last_seen_ms": int(track["last_ms"]),
+        "best_ms": int(track["best_ms"]),
+        "x1": float(x1), "y1": float(y1), "x2": float(x2), "y2": float(y2),
+        "upper_colour": names.get("upper"), "lower_colour": names.get("lower"),
+        "body_colour": names.get("body"),
+        "heading": heading(lx - fx, ly - fy, 0.5 * (y2 - y1)),
+        "colour": None if colour is None else [float(v) for v in colour],
+        "embedding": None if embedding is None else [float(v) for v in embedding],
+        "embedding_model": model_version if embedding is not None else None,
+        "crop_jpeg": crop, "closed": closed,
+    }
+
+
+class TrackAppearances:
+    """Per camera: each confirmed track's best crop so far (largest, not cut by the frame's
+    edge), described by colour stripes, named colours and (``embedder``) an embedding, written
+    as an ``Appearance`` record when it first qualifies and again when a crop ``min_gain`` times
+    larger comes (at most every ``min_interval_ms``); when the track has been gone
+    ``close_after_ms``, a closing record moves its last-seen time on.
+
+    State: ``{str(track_id): {class, first_ms, last_ms, best_ms, best_area, best_box,
+    emitted_ms, first_centre, centre}}``, plain values, so Flink can pickle it."""
+
+    EDGE_PX = 2  # a box this close to the frame's edge is cut off: never a best crop
+
+    def __init__(self, config: AppearanceConfig, embedder=None, model_version: str | None = None):
+        self.config = config
+        self.embedder = embedder if config.embedding else None
+        self.model_version = model_version
+        self.classes = frozenset(config.classes)
+
+    def __call__(self, state: dict | None, camera_id: str, capture_ms: int, image: np.ndarray,
+                 detections) -> tuple[dict, list[dict]]:
+        config, tracks, records = self.config, dict(state or {}), []
+        height, width = image.shape[:2] if image is not None else (0, 0)
+        best_rows = []
+        if len(detections):
+            names_ = detections.class_name
+            for row in range(len(detections)):
+                track_id = int(detections.tracker_id[row])
+                if track_id < 0 or str(names_[row]) not in self.classes:
+                    continue
+                x1, y1, x2, y2 = (float(v) for v in detections.xyxy[row])
+                key, centre = str(track_id), [(x1 + x2) / 2.0, (y1 + y2) / 2.0]
+                track = tracks.get(key)
+                if track is None:
+                    track = {"class": str(names_[row]), "first_ms": int(capture_ms),
+                             "best_area": 0.0, "best_box": [x1, y1, x2, y2], "best_ms": int(capture_ms),
+                             "emitted_ms": None, "first_centre": centre}
+                track = {**track, "last_ms": int(capture_ms), "centre": centre}
+                tracks[key] = track
+                area, inside = (x2 - x1) * (y2 - y1), (
+                    x1 > self.EDGE_PX and y1 > self.EDGE_PX and x2 < width - self.EDGE_PX
+                    and y2 < height - self.EDGE_PX)
+                due = track["emitted_ms"] is None or \
+                    capture_ms - track["emitted_ms"] >= config.min_interval_ms
+                if (image is not None and inside and y2 - y1 >= config.min_height_px and due
+                        and area >= track["best_area"] * config.min_gain):
+                    best_rows.append((row, key, area))
+        if best_rows:
+            boxes = detections.xyxy[[row for row, _, _ in best_rows]]
+            colours = colour_vectors(image, boxes)
+            embeddings = self.embedder(image, boxes) if self.embedder is not None else None
+            for i, (row, key, area) in enumerate(best_rows):
+                if not colours[i].any():
+                    continue
+                track = {**tracks[key], "best_area": area, "best_ms": int(capture_ms),
+                         "best_box": [float(v) for v in boxes[i]], "emitted_ms": int(capture_ms)}
+                tracks[key] = track
+                records.append(appearance_record(
+                    camera_id, int(key), track, colour=colours[i],
+                    embedding=None if embeddings is None else embeddings[i],
+                    names=colour_names(image, boxes[i], track["class"]),
+                    crop=crop_jpeg(image, boxes[i], config.crop_height_px),
+                    model_version=self.model_version))
+        for key, track in list(tracks.items()):
+            if capture_ms - track["last_ms"] >= config.close_after_ms:
+                del tracks[key]
+                if track["emitted_ms"] is not None:
+                    records.append(appearance_record(camera_id, int(key), track, closed=True))
+        return tracks, records

@@ -2,7 +2,7 @@
 gets this camera's state from Flink, calls ``CameraAnalysis.frame`` and puts the state back.
 
     decoded frame -> detect (motion-gated) -> track -> read faces/plates -> scene rules
-                  -> liveness                                   => analysis, alerts, state
+                  -> track appearances -> liveness   => analysis, alerts, appearances, state
 
 The state is a ``CameraState`` of plain values (dicts of primitives) so that Flink can pickle
 it into checkpoints and savepoints; each part is stored in its own named Flink state, the same
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from camflow.transforms.anomaly import CameraLiveness
+from camflow.transforms.appearance import TrackAppearances
 from camflow.transforms.behaviour import SceneBehaviour
 from camflow.transforms.detections import FrameAnalysis
 from camflow.transforms.motion import REUSED, MotionGate, gated_detections
@@ -43,40 +44,47 @@ class CameraState:
     ``tracker`` -- the tracker's ``TrackerState`` as a dict;
     ``recognition`` -- per track, how often faces/plates were looked for;
     ``behaviour`` -- per track and zone, what the scene rules remember;
-    ``liveness`` -- last frame time and whether the camera is offline."""
+    ``liveness`` -- last frame time and whether the camera is offline;
+    ``appearance`` -- per track, its best crop so far (``TrackAppearances``)."""
 
     motion: Any = None
     tracker: Any = None
     recognition: Any = None
     behaviour: Any = None
     liveness: Any = None
+    appearance: Any = None
 
 
 @dataclass
 class CameraStep:
     """What one step produced: the enriched analysis (None for a silence check), its alerts,
-    the camera's new state, and when liveness wants to be asked again if no frame comes."""
+    its appearance records, the camera's new state, and when liveness wants to be asked again
+    if no frame comes."""
 
     analysis: FrameAnalysis | None
     state: CameraState
     alerts: list[dict] = field(default_factory=list)
     next_check_ms: int | None = None
+    appearances: list[dict] = field(default_factory=list)
 
 
 class CameraAnalysis:
     """The per-camera step of the job. ``detector(image) -> Detections`` (with ``name``,
     ``version`` and ``class_names``) and ``recognition`` (faces and plates, or None) are the
-    models, loaded once, with ``person_down`` (the pose check of the fall rule, or None);
+    models, loaded once, with ``person_down`` (the pose check of the fall rule, or None) and
+    ``appearances`` (per-track appearance records, or None);
     ``settings_for(camera_id)`` gives a camera's ``CameraSettings``."""
 
     def __init__(self, detector, recognition: TrackRecognition | None,
                  settings_for: Callable[[str], CameraSettings], liveness: CameraLiveness,
-                 person_down: Callable | None = None):
+                 person_down: Callable | None = None,
+                 appearances: TrackAppearances | None = None):
         self.detector = detector
         self.recognition = recognition
         self.settings_for = settings_for
         self.liveness = liveness
         self.person_down = person_down  # the pose check of the fall rule (None: box only)
+        self.appearances = appearances
 
     def frame(self, state: CameraState, analysis: FrameAnalysis,
               watermark_ms: int | None) -> CameraStep:
@@ -97,6 +105,10 @@ class CameraAnalysis:
         state.behaviour = behaviour.state
         analysis.crossings = behaviour.extra["crossings"]
         step = CameraStep(analysis, state, list(behaviour.alerts))
+        if self.appearances is not None:
+            state.appearance, step.appearances = self.appearances(
+                state.appearance, analysis.camera_id, analysis.capture_ms, analysis.image,
+                analysis.detections)
         if watermark_ms is not None:
             self._check_liveness(step, analysis.camera_id, analysis.capture_ms, watermark_ms)
         return step

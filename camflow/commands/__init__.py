@@ -12,14 +12,14 @@ import argparse
 import sys
 
 from camflow import __version__
-from camflow.commands import (config, console, demo, evaluate, frames, ingest, job, models, notify,
-                              replay, report, schemas, search, sink, status, topics, watchlist,
-                              zones)
+from camflow.commands import (appearance, config, console, demo, evaluate, frames, ingest, job,
+                              models, notify, replay, report, schemas, search, sink, status,
+                              topics, watchlist, zones)
 from camflow.commands.common import Failure, UsageError
 from camflow.config import ConfigError
 
-GROUPS = (ingest, job, sink, frames, models, evaluate, watchlist, search, zones, replay, report,
-          notify, console, status, topics, schemas, demo, config)
+GROUPS = (ingest, job, sink, frames, models, evaluate, watchlist, search, appearance, zones, replay,
+          report, notify, console, status, topics, schemas, demo, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

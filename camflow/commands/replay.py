@@ -31,7 +31,7 @@ def replay_config(config: Config, camera_id: str) -> Config:
     topics = config.kafka.topics.model_copy(update={
         name: f"{getattr(config.kafka.topics, name)}-{run}"
         for name in ("frames", "analyses", "alerts", "aggregates", "dead_letters", "sightings",
-                     "face_embeddings")})
+                     "face_embeddings", "appearances")})
     kafka = config.kafka.model_copy(update={"topics": topics, "group_id": run})
     cameras = list(config.cameras)
     if config.camera(camera_id) is None:
@@ -121,7 +121,7 @@ def replay(config: Config, video: str, camera_id: str, fps: float | None = None,
     config = replay_config(config, camera_id)
     camera, topics = config.camera(camera_id), config.kafka.topics
     for name in ("frames", "analyses", "alerts", "aggregates", "dead_letters", "sightings",
-                 "face_embeddings"):
+                 "face_embeddings", "appearances"):
         ensure_topic(config.kafka, getattr(topics, name), 1)
     reports, run_start_ms = publish_with_history(config, camera_id, video, fps or camera.fps,
                                                  history_days, progress)

@@ -6,6 +6,7 @@ from pydantic import Field, model_validator
 
 from camflow.config.base import Strict
 from camflow.transforms.anomaly import AnomalyConfig, LivenessConfig
+from camflow.transforms.appearance import AppearanceConfig
 from camflow.transforms.detect import DetectorConfig
 from camflow.transforms.frames import FrameLimits
 from camflow.transforms.motion import MotionGateConfig
@@ -34,6 +35,7 @@ class Job(Strict):
     motion_gate: MotionGateConfig = MotionGateConfig()
     tracking: TrackerConfig = TrackerConfig()
     recognition: RecognitionPolicy = RecognitionPolicy()
+    appearance: AppearanceConfig = AppearanceConfig()
     watchlist: MatchingConfig = MatchingConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
     liveness: LivenessConfig = LivenessConfig()

@@ -73,6 +73,7 @@ TOPIC_DEFAULTS: dict[str, dict[str, Any]] = {
     "watchlist_audit": {"retention_ms": 365 * DAY_MS},
     "sightings": {"retention_ms": 30 * DAY_MS},
     "face_embeddings": {"retention_ms": 7 * DAY_MS},
+    "appearances": {"retention_ms": 7 * DAY_MS},
     "notify_failures": {"retention_ms": 30 * DAY_MS},
 }
 
@@ -95,6 +96,7 @@ class TopicSettingsByTopic(Strict):
     watchlist_audit: TopicSettings = _topic("watchlist_audit", "every watchlist change for a year")
     sightings: TopicSettings = _topic("sightings", "a month")
     face_embeddings: TopicSettings = _topic("face_embeddings", "personal data: a week, as store.embedding_retention_days")
+    appearances: TopicSettings = _topic("appearances", "personal data: a week, as store.embedding_retention_days")
     notify_failures: TopicSettings = _topic("notify_failures", "camflow notify's undeliverable alerts: a month")
 
     @model_validator(mode="before")
@@ -118,6 +120,9 @@ class Topics(Strict):
     sightings: str = Field("sightings", description="confirmed watchlist matches, keyed by camera")
     face_embeddings: str = Field("face-embeddings", description=(
         "every face read (embedding, box, track, watchlist match) for retroactive search, keyed by camera"))
+    appearances: str = Field("appearances", description=(
+        "what each person or vehicle track looks like (colours, embedding, best crop) for "
+        "camflow find / similar, keyed by camera"))
     partitions: int = Field(4, ge=1, description="partitions per topic: the most parallelism a stage can use")
     replication_factor: int | None = Field(None, ge=1, description=(
         "replicas of each topic `camflow topics apply` creates (unset: the broker's default)"))

@@ -71,6 +71,17 @@ def appearance_embedder(threads: int = 1):
     return AppearanceEmbedder(open_session(model_path(APPEARANCE_MODEL), threads=threads))
 
 
+def configured_appearances(config):
+    """Per-track appearance records as ``job.appearance`` sets them (None when off); the
+    embedding model is loaded only when the config asks for it."""
+    from camflow.transforms.appearance import TrackAppearances
+    settings = config.job.appearance
+    if not settings.enabled:
+        return None
+    embedder = appearance_embedder(config.job.detector.threads) if settings.embedding else None
+    return TrackAppearances(settings, embedder, APPEARANCE_MODEL if embedder else None)
+
+
 def person_down(threads: int = 1):
     """``person_down(image, box, search=False) -> Posture | None``: the pose model on a person's
     crop, for the fall rule."""
@@ -184,7 +195,7 @@ def camera_analysis(config):
     from camflow.transforms.camera_analysis import CameraAnalysis
     analysis = CameraAnalysis(detector_for_cameras(config), configured_recognition(config),
                               camera_settings(config), CameraLiveness(config.job.liveness),
-                              configured_person_down(config))
+                              configured_person_down(config), configured_appearances(config))
     warm_up(analysis.detector, analysis.recognition, analysis.person_down)
     return analysis
 

@@ -27,7 +27,7 @@ RULE = "FULL_TRANSITIVE"
 SUBJECTS = {"frames": "FrameSample", "analyses": "FrameAnalysis", "alerts": "Alert",
             "aggregates": "Aggregate", "dead_letters": "DeadLetter", "watchlist": "WatchlistEntry",
             "watchlist_audit": "WatchlistEntry", "sightings": "Sighting",
-            "face_embeddings": "FaceEmbedding"}
+            "face_embeddings": "FaceEmbedding", "appearances": "Appearance"}
 
 
 class RegistryNotConfigured(ValueError):

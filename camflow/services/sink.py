@@ -43,7 +43,8 @@ LAG_EVERY_S = 5.0
 # The store table each record kind is upserted into (its main table), for the metrics.
 TABLE_OF = {"upsert_alert": "alerts", "upsert_aggregate": "aggregates",
             "upsert_analysis": "frame_analyses", "upsert_sighting": "sightings",
-            "insert_watchlist_change": "watchlist_audit", "upsert_face_embedding": "face_embeddings"}
+            "insert_watchlist_change": "watchlist_audit", "upsert_face_embedding": "face_embeddings",
+            "upsert_appearance": "appearances"}
 
 
 # DB-API exception classes that mean "the database refused these values", whatever the driver
@@ -149,7 +150,8 @@ def _clip_maker(config: Config, evidence, store: AnalystStore):
 def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | None = None,
              max_seconds: float | None = None, batch_size: int = 500,
              topics: tuple[str, ...] = ("alerts", "aggregates", "analyses", "sightings",
-                                        "watchlist_audit", "face_embeddings")) -> SinkReport:
+                                        "watchlist_audit", "face_embeddings",
+                                        "appearances")) -> SinkReport:
     """Consume until stopped (or idle for ``idle_exit_s``); returns what was written.
 
     Also enforces the retention of face embeddings: unmatched faces captured more than
@@ -167,6 +169,7 @@ def run_sink(config: Config, store_url: str | None = None, idle_exit_s: float | 
         "sightings": (kafka.topics.sightings, "Sighting", "upsert_sighting"),
         "watchlist_audit": (kafka.topics.watchlist_audit, "WatchlistEntry", "insert_watchlist_change"),
         "face_embeddings": (kafka.topics.face_embeddings, "FaceEmbedding", "upsert_face_embedding"),
+        "appearances": (kafka.topics.appearances, "Appearance", "upsert_appearance"),
     }
     handlers = {topic: (AvroCodec(contract, registry, subject=f"{topic}-value"), method)
                 for kind, (topic, contract, method) in routes.items() if kind in topics}

@@ -24,9 +24,9 @@ from camflow.config import Config, Kafka
 # The job's sources; everything the sink writes to the store.
 JOB_TOPICS = ("frames", "watchlist")
 SINK_TOPICS = ("alerts", "aggregates", "analyses", "sightings", "watchlist_audit",
-               "face_embeddings")
+               "face_embeddings", "appearances")
 TOPICS = ("frames", "analyses", "alerts", "aggregates", "dead_letters", "watchlist",
-          "watchlist_audit", "sightings", "face_embeddings")
+          "watchlist_audit", "sightings", "face_embeddings", "appearances")
 TERMINAL = ("FINISHED", "CANCELED", "FAILED", "SUSPENDED")
 RECENT_ENDED_JOBS = 5
 

@@ -15,6 +15,13 @@ from typing import Iterable
 
 from camflow.transforms.detections import VEHICLE_CLASSES
 
+# An appearance record replaces a track's best crop (and its description) only when it has one
+# and it is at least as large: a late redelivery of an earlier, smaller crop changes nothing.
+_LARGER_CROP = ("excluded.colour IS NOT NULL AND (excluded.x2 - excluded.x1) * (excluded.y2 - "
+                "excluded.y1) >= (appearances.x2 - appearances.x1) * (appearances.y2 - appearances.y1)")
+_BEST_CROP_COLUMNS = ("best_ms", "x1", "y1", "x2", "y2", "upper_colour", "lower_colour",
+                      "body_colour", "colour", "embedding", "embedding_model", "crop_jpeg")
+
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS alerts (
         alert_id TEXT PRIMARY KEY, type TEXT NOT NULL, severity TEXT NOT NULL,
@@ -64,6 +71,15 @@ SCHEMA = [
         capture_time TIMESTAMP NOT NULL, sequence BIGINT NOT NULL, track_id BIGINT,
         x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
         embedding BYTEA NOT NULL, matched_subject TEXT)""",
+    # What each person / vehicle track looked like (camflow find / similar): one row per track,
+    # refreshed as better crops come; deleted after store.embedding_retention_days.
+    """CREATE TABLE IF NOT EXISTS appearances (
+        appearance_id TEXT PRIMARY KEY, camera_id TEXT NOT NULL, track_id BIGINT NOT NULL,
+        class_name TEXT NOT NULL, first_ms BIGINT NOT NULL, last_ms BIGINT NOT NULL,
+        first_seen TIMESTAMP NOT NULL, best_ms BIGINT NOT NULL,
+        x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+        upper_colour TEXT, lower_colour TEXT, body_colour TEXT, heading TEXT,
+        colour BYTEA, embedding BYTEA, embedding_model TEXT, crop_jpeg BYTEA)""",
     """CREATE TABLE IF NOT EXISTS sink_rejects (
         topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL, kafka_offset BIGINT NOT NULL,
         reason TEXT NOT NULL, payload BYTEA,
@@ -362,6 +378,73 @@ class AnalystStore:
         return self.query("SELECT COUNT(*) FROM face_embeddings WHERE time_ms >= %s",
                           (int(since_ms),))[0][0]
 
+    def upsert_appearance(self, a: dict) -> None:
+        """A track's appearance (Appearance): vectors as float32 little-endian bytes. A closing
+        record (no vectors) only moves last-seen time and heading on; a refresh replaces the
+        best crop and its description."""
+        from camflow.transforms.watchlist import embedding_bytes
+        colour, embedding = a.get("colour"), a.get("embedding")
+        self.execute(
+            """INSERT INTO appearances (appearance_id, camera_id, track_id, class_name, first_ms,
+                   last_ms, first_seen, best_ms, x1, y1, x2, y2, upper_colour, lower_colour,
+                   body_colour, heading, colour, embedding, embedding_model, crop_jpeg)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (appearance_id) DO UPDATE SET
+                   last_ms = GREATEST(appearances.last_ms, excluded.last_ms),
+                   heading = CASE WHEN excluded.last_ms >= appearances.last_ms
+                                  THEN excluded.heading ELSE appearances.heading END, """
+            + ", ".join(f"{column} = CASE WHEN {_LARGER_CROP} THEN excluded.{column} "
+                        f"ELSE appearances.{column} END" for column in _BEST_CROP_COLUMNS),
+            (a["appearance_id"], a["camera_id"], a["track_id"], a["class_name"],
+             a["first_seen_ms"], a["last_seen_ms"], _ts(a["first_seen_ms"]), a["best_ms"],
+             a["x1"], a["y1"], a["x2"], a["y2"], a.get("upper_colour"), a.get("lower_colour"),
+             a.get("body_colour"), a.get("heading"),
+             embedding_bytes(colour) if colour else None,
+             embedding_bytes(embedding) if embedding else None,
+             a.get("embedding_model"), a.get("crop_jpeg")))
+
+    APPEARANCE_COLUMNS = ("appearance_id", "camera_id", "track_id", "class_name", "first_ms",
+                          "last_ms", "best_ms", "x1", "y1", "x2", "y2", "upper_colour",
+                          "lower_colour", "body_colour", "heading", "embedding_model")
+
+    def appearances(self, *, class_name: str | None = None, cameras: Iterable[str] | None = None,
+                    since_ms: int | None = None, until_ms: int | None = None,
+                    colours: dict[str, str] | None = None, appearance_ids=None,
+                    vectors: bool = False, crops: bool = False) -> list[dict]:
+        """Tracks seen (overlapping ``since_ms``..``until_ms``) matching the filters;
+        ``colours``: {"upper"|"lower"|"body": name}. With ``vectors``, rows carry ``colour``
+        and ``embedding`` bytes; with ``crops``, ``crop_jpeg``."""
+        where, params = ["colour IS NOT NULL"], []
+        if class_name:
+            where.append("class_name = %s"); params.append(class_name)
+        if cameras is not None:
+            cameras = list(cameras)
+            if not cameras:
+                return []
+            where.append(f"camera_id IN ({', '.join(['%s'] * len(cameras))})"); params += cameras
+        if since_ms is not None:
+            where.append("last_ms >= %s"); params.append(int(since_ms))
+        if until_ms is not None:
+            where.append("first_ms <= %s"); params.append(int(until_ms))
+        for part, name in (colours or {}).items():
+            where.append(f"{part}_colour = %s"); params.append(name)
+        if appearance_ids is not None:
+            ids = list(appearance_ids)
+            if not ids:
+                return []
+            where.append(f"appearance_id IN ({', '.join(['%s'] * len(ids))})"); params += ids
+        columns = list(self.APPEARANCE_COLUMNS) + (["colour", "embedding"] if vectors else []) \
+            + (["crop_jpeg"] if crops else [])
+        rows = self.query(f"SELECT {', '.join(columns)} FROM appearances WHERE "
+                          f"{' AND '.join(where)} ORDER BY first_ms", params)
+        return [dict(zip(columns, row)) for row in rows]
+
+    def track_appearance(self, camera_id: str, track_id: int) -> str | None:
+        """The appearance id of a camera's track (its latest, if the id was reused)."""
+        rows = self.query("SELECT appearance_id FROM appearances WHERE camera_id = %s AND "
+                          "track_id = %s ORDER BY first_ms DESC LIMIT 1", (camera_id, int(track_id)))
+        return rows[0][0] if rows else None
+
     def insert_watchlist_change(self, w: dict) -> None:
         """The audit trail of the watchlist: who changed what, when (no embeddings kept)."""
         self.execute(
@@ -407,6 +490,8 @@ class AnalystStore:
                                      "AND time_ms < %s", (cutoff(unmatched_embeddings_days),)),
             "matched_embeddings": ("DELETE FROM face_embeddings WHERE matched_subject IS NOT NULL "
                                    "AND time_ms < %s", (cutoff(retention.matched_embeddings_days),)),
+            "appearances": ("DELETE FROM appearances WHERE last_ms < %s",
+                            (cutoff(unmatched_embeddings_days),)),
             "sightings": ("DELETE FROM sightings WHERE time_ms < %s",
                           (cutoff(retention.sightings_days),)),
             "evidence": ("DELETE FROM alert_evidence WHERE alert_id IN (SELECT alert_id FROM "

@@ -19,7 +19,8 @@ from camflow.config import Config
 
 # Every topic a deployment uses: the kafka.topics field, or notify's own setting.
 KINDS = ("frames", "analyses", "alerts", "aggregates", "dead_letters", "watchlist",
-         "watchlist_audit", "sightings", "face_embeddings", "notify_failures")
+         "watchlist_audit", "sightings", "face_embeddings", "appearances",
+         "notify_failures")
 # Topics read whole by every instance of their reader (broadcast): parallelism needs no partitions.
 BROADCAST = ("watchlist", "watchlist_audit")
 

@@ -1,7 +1,7 @@
 """Kafka settings and topics of a test job run: fresh topic names per run, created up front."""
 from __future__ import annotations
 
-JOB_TOPICS = ("frames", "analyses", "alerts", "aggregates", "dead_letters")
+JOB_TOPICS = ("frames", "analyses", "alerts", "aggregates", "dead_letters", "appearances")
 
 
 def kafka_settings(bootstrap: str, suffix: str, partitions: int) -> dict:
