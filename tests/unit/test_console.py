@@ -212,3 +212,29 @@ def test_snapshot_and_clip_come_from_the_evidence_store_and_each_view_is_logged(
     finally:
         store.close()
     assert views.count(("snapshot_view", "c1")) == 3 and views.count(("clip_view", "c1")) == 1
+
+
+def test_a_plate_page_shows_its_path_and_each_view_is_logged(console):
+    import time as _time
+    client, url, _ = console
+    store = AnalystStore(url)
+    store.create_schema()
+    now = int(_time.time() * 1000)
+    store.upsert_vehicle_plate("gate", 4, now - 60_000, now - 50_000, "51F59881", "51F-598.81", 3, 0.9, 10)
+    store.upsert_vehicle_plate("gate", 9, now - 20_000, now - 15_000, "51F59B81", "51F-59B.81", 2, 0.8, 30)
+    store.commit()
+    store.close()
+    assert login(client, "victor", "viewer-pass").status_code == 303
+    page = client.get("/plates/51F59881")
+    assert page.status_code == 200
+    assert "1 passages at 1 cameras" in page.text and "track 4" in page.text
+    near = client.get("/plates/51F-598.81?fuzzy=true")
+    assert "2 passages" in near.text and "track 9" in near.text
+    plot = client.get("/api/plates/51F59881/path.png")
+    assert plot.status_code == 200 and plot.content[:4] == b"\x89PNG"
+    assert client.get("/api/plates/30A12345/path.png").status_code == 404
+    assert client.get("/plates/5F").status_code == 400
+    store = AnalystStore(url)
+    views = [row for row in store.access_log() if row[2] == "plate_view"]
+    store.close()
+    assert [(row[1], row[3]) for row in views][:2] == [("victor", "51F59881"), ("victor", "51F-598.81")]

@@ -274,6 +274,31 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
         return render(request, "subject.html", user, subject=subject_id, sightings=sightings,
                       cameras=len({r[2] for r in rows}))
 
+    def plate_passages(plate: str, fuzzy: bool):
+        """A plate's path (every vehicle track that read it) within the plates' retention."""
+        import time as _time
+
+        from camflow.services.search import SearchError, plate_path
+        since_ms = int(_time.time() * 1000) - int(config.store.retention.vehicle_plates_days * 86_400_000)
+        try:
+            return store.run(lambda s: plate_path(s, plate, since_ms, fuzzy))
+        except SearchError as exc:
+            raise HTTPException(400, str(exc)) from None
+
+    @app.get("/plates/{plate}", response_class=HTMLResponse)
+    def plate_page(plate: str, request: Request, fuzzy: bool = False, user=Depends(page_user)):
+        # Where a vehicle went is personal data: each view is logged, like a subject's.
+        store.run(lambda s: s.audit_access(user.name, "plate_view", plate,
+                                           "console fuzzy" if fuzzy else "console"))
+        passages = [{"camera_id": p.camera_id, "time": iso(p.first_ms, zone),
+                     "until": iso(p.last_ms, zone), "track_id": p.track_id,
+                     "plate": p.display or p.plate, "reads": p.reads, "distance": p.distance,
+                     "site": (sites[p.camera_id].location.site if p.camera_id in sites
+                              and sites[p.camera_id].location else "")}
+                    for p in plate_passages(plate, fuzzy)]
+        return render(request, "plate.html", user, plate=plate, fuzzy=fuzzy, passages=passages,
+                      cameras=len({p["camera_id"] for p in passages}))
+
     # -- API ------------------------------------------------------------------------------
     def find_alert(alert_id: str) -> dict | None:
         def read(s: AnalystStore):
@@ -454,6 +479,17 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
         import base64
         from zoneinfo import ZoneInfo
         uri = figure_subject_path(subject_id, rows, report_sites(config), ZoneInfo(zone))
+        return Response(base64.b64decode(uri.split(",", 1)[1]), media_type="image/png")
+
+    @app.get("/api/plates/{plate}/path.png")
+    def plate_path_png(plate: str, fuzzy: bool = False, user=Depends(api_user)):
+        from camflow.services.report import figure_subject_path, sites as report_sites
+        rows = [(plate, "plate", p.camera_id, p.first_ms, 1.0) for p in plate_passages(plate, fuzzy)]
+        if not rows:
+            raise HTTPException(404, f"no vehicle track read {plate}")
+        import base64
+        from zoneinfo import ZoneInfo
+        uri = figure_subject_path(plate, rows, report_sites(config), ZoneInfo(zone))
         return Response(base64.b64decode(uri.split(",", 1)[1]), media_type="image/png")
 
     @app.get("/healthz")
