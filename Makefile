@@ -27,7 +27,8 @@ test: models
 	$(PY) -m pytest tests -m "not long" $(PYTEST_ARGS)
 
 # Tests of minutes each (the previous release's state restored; plates through the job on
-# every labelled scene): kept out of `make test` to hold it under 25 minutes.
+# every labelled scene; a TaskManager killed mid-job; stop with savepoint and resubmit; the
+# watchlist evaluated through the job): kept out of `make test` to hold it under 25 minutes.
 test-long: models
 	bash infra/postgres.sh
 	$(PY) -m pytest tests -m long $(PYTEST_ARGS)

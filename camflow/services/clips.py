@@ -183,10 +183,11 @@ class ClipMaker:
         for clip in self.pending.values():
             by_camera.setdefault(clip.alert["camera_id"], []).append(clip)
         for camera, clips in by_camera.items():
-            # One listing per camera serves every clip of it: frames from the earliest start on.
+            # One listing per camera serves every clip of it: frames from the earliest start on
+            # (and one clip length before it, for a clip slid back from the end of the footage).
             try:
-                listing = self.frames.frames_between(camera, min(c.start_ms for c in clips),
-                                                     _LATEST_MS)
+                listing = self.frames.frames_between(
+                    camera, min(c.start_ms for c in clips) - self._length_ms(), _LATEST_MS)
             except Exception as exc:  # noqa: BLE001 -- a frame store outage costs clips, not alerts
                 self.log(f"clips of {camera}: frame store not readable: {type(exc).__name__}: {exc}")
                 for clip in clips:  # retried next poll until their wait is over
@@ -202,11 +203,32 @@ class ClipMaker:
                 if not force and time.monotonic() - started > POLL_BUDGET_S:
                     return made  # the rest next time
                 del self.pending[clip.alert["alert_id"]]
-                ref = self._make(clip, [(t, r) for t, r in listing
-                                        if clip.start_ms <= t <= clip.end_ms])
+                start_ms, end_ms = self._span(clip, listing)
+                ref = self._make(clip, [(t, r) for t, r in listing if start_ms <= t <= end_ms])
                 if ref is not None:
                     made.append(ref)
         return made
+
+    def _length_ms(self) -> int:
+        return round((self.settings.clip_before_s + self.settings.clip_after_s) * 1000)
+
+    def _span(self, clip: PendingClip, listing: list[tuple[int, str]]) -> tuple[int, int]:
+        """The clip's time span: ``before`` to ``after`` around the moment, slid (never past
+        the moment) to lie within the footage when the camera's frames end before the span
+        does (a recording that ends, a camera that went down) or begin after it starts."""
+        start, end = clip.start_ms, clip.end_ms
+        if not listing:
+            return start, end
+        first, last = listing[0][0], listing[-1][0]
+        before = round(self.settings.clip_before_s * 1000)
+        after = round(self.settings.clip_after_s * 1000)
+        if last < end:
+            shift = min(end - last, after)
+            start, end = start - shift, end - shift
+        elif first > start:
+            shift = min(first - start, before, max(last - end, 0))
+            start, end = start + shift, end + shift
+        return start, end
 
     def flush(self) -> list[str]:
         """Makes every pending clip now from the frames there (the sink is stopping)."""

@@ -4,7 +4,7 @@ from it, on the local standalone cluster: every frame analysed once, every windo
 watermark closed aggregated, every crowd alert of those windows present, no alert id twice."""
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long]
 
 
 def test_taskmanager_kill_and_job_restart_lose_nothing(kafka_bootstrap, built_models, tmp_path):

@@ -22,7 +22,7 @@ import yaml
 
 from tests.integration.job_setup import decoded, publish_frames
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long]
 REPO = Path(__file__).resolve().parents[2]
 FPS, BATCH = 4.0, 24  # two batches of 6 s of capture time each
 WINDOW_MS = 5000

@@ -8,7 +8,7 @@ import pytest
 
 from camflow.config import Config
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long]
 FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
 
 

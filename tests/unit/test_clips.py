@@ -243,3 +243,13 @@ def test_the_sinks_batch_feeds_the_clip_maker(tmp_path):
         assert store.alert("a-sink")["clip_ref"] == ref and store.alert("a-off")["clip_ref"] is None
     finally:
         store.close()
+
+
+def test_a_clip_at_the_end_of_the_footage_slides_back_to_keep_its_length(clips, tmp_path):
+    put_frames(clips.frames, T0 - 12_000, T0 + 1000)  # the recording ends 1 s after the alert
+    clips.store.upsert_alert(alert("a-end", T0))
+    assert clips.offer(alert("a-end", T0))
+    clips.clock.advance(clips.settings.clip_wait_s)
+    [ref] = clips.poll()
+    # T0-9 s .. T0+1 s instead of T0-5 s .. T0+1 s: 11 frames, 11 s at 5 fps, the moment inside.
+    assert decoded(clips.evidence.get(ref), tmp_path)[0] == 55
