@@ -66,7 +66,8 @@ def test_sink_reconnects_after_a_broker_restart(own_durable_broker, tmp_path):
         "bootstrap_servers": bootstrap, "group_id": f"sink-{suffix}",
         "topics": {"alerts": f"alerts-{suffix}", "aggregates": f"aggregates-{suffix}",
                    "analyses": f"analyses-{suffix}", "sightings": f"sightings-{suffix}",
-                   "watchlist_audit": f"audit-{suffix}", "face_embeddings": f"faces-{suffix}"}}})
+                   "watchlist_audit": f"audit-{suffix}", "face_embeddings": f"faces-{suffix}",
+                   "appearances": f"appearances-{suffix}"}}})
     ensure_topic(config.kafka, config.kafka.topics.alerts, 1)
     codec = AvroCodec("Alert")
 

@@ -36,7 +36,7 @@ PASSWORD_ENV = "CAMFLOW_TEST_REGISTRY_PASSWORD"
 # output -> the .avsc its topic carries (camera_job.OUTPUTS names the contracts)
 AVSC = {"analyses": "frame_analysis.avsc", "alerts": "alert.avsc", "aggregates": "aggregate.avsc",
         "dead_letters": "dead_letter.avsc", "sightings": "sighting.avsc",
-        "face_embeddings": "face_embedding.avsc"}
+        "face_embeddings": "face_embedding.avsc", "appearances": "appearance.avsc"}
 
 
 def example(schema, path: str = ""):
@@ -67,7 +67,7 @@ def records_of(output: str) -> list[dict]:
         for n in range(PER_CAMERA):
             record = example(schema)
             record["camera_id"] = camera
-            for field in ("sequence", "time_ms", "capture_ms", "window_start_ms"):
+            for field in ("sequence", "time_ms", "capture_ms", "window_start_ms", "first_seen_ms"):
                 if field in record:
                     record[field] = 1_764_000_000_000 + n
             out.append(record)
@@ -141,7 +141,7 @@ def avro_body(schema, body: bytes) -> dict:
 
 def topics_config(bootstrap: str, suffix: str, **kafka) -> dict:
     names = ("frames", "analyses", "alerts", "aggregates", "dead_letters", "watchlist",
-             "watchlist_audit", "sightings", "face_embeddings")
+             "watchlist_audit", "sightings", "face_embeddings", "appearances")
     return {"deployment": f"interop-{suffix}",
             "cameras": [{"id": c} for c in CAMERAS],
             "kafka": {"bootstrap_servers": bootstrap, "group_id": f"interop-{suffix}",
@@ -167,8 +167,8 @@ def check_topic(records, sent: list[dict], output: str, read_value) -> None:
     assert all(len(p) == 1 for key, p in partitions.items() if key), (output, partitions)
     for camera in CAMERAS:  # one partition, in the order the job emitted them
         mine = [v for _, _, v in decoded if v["camera_id"] == camera]
-        assert mine == sorted(mine, key=lambda v: v.get("sequence", v.get("time_ms",
-                              v.get("capture_ms", v.get("window_start_ms", 0))))), output
+        assert mine == sorted(mine, key=lambda v: v.get("sequence", v.get("time_ms", v.get(
+            "capture_ms", v.get("window_start_ms", v.get("first_seen_ms", 0)))))), output
     sent_ids = sorted(json.dumps(_plain(r), sort_keys=True, default=str) for r in sent)
     got_ids = sorted(json.dumps(_plain(v), sort_keys=True, default=str) for _, _, v in decoded)
     assert got_ids == sent_ids, output
@@ -236,7 +236,7 @@ def test_registry_records_of_every_output_read_outside_camflow(kafka_bootstrap, 
     assert main(["schemas", "check", "--config", str(path)]) == 0
     subjects = {f"{getattr(config.kafka.topics, kind)}-value" for kind in
                 ("frames", "analyses", "alerts", "aggregates", "dead_letters", "watchlist",
-                 "watchlist_audit", "sightings", "face_embeddings")}
+                 "watchlist_audit", "sightings", "face_embeddings", "appearances")}
     assert subjects <= set(fake.subjects) and all(fake.levels[s] == "FULL_TRANSITIVE" for s in subjects)
     registrations = [r for r in fake.requests if r[0] == "POST" and r[1].endswith("/versions")
                      and r[1].startswith("/subjects/")]

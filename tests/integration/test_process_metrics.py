@@ -86,7 +86,8 @@ def test_ingest_serves_sampler_metrics_while_it_runs(vtest_path, kafka_bootstrap
 
 def test_sink_serves_consumed_written_rejected_and_batch_metrics(kafka_bootstrap, make_topics,
                                                                  unique_topic, tmp_path):
-    names = ("alerts", "aggregates", "analyses", "sightings", "watchlist_audit", "face_embeddings")
+    names = ("alerts", "aggregates", "analyses", "sightings", "watchlist_audit", "face_embeddings",
+             "appearances")
     path, config = write_config(tmp_path, kafka_bootstrap, {n: unique_topic(n) for n in names})
     alerts = config.kafka.topics.alerts
     make_topics({alerts: 1})

@@ -38,7 +38,8 @@ def loaded_topics(kafka_bootstrap, make_topics):
         "bootstrap_servers": kafka_bootstrap, "group_id": f"sink-{suffix}",
         "topics": {"alerts": f"alerts-{suffix}", "aggregates": f"aggregates-{suffix}",
                    "analyses": f"analyses-{suffix}", "sightings": f"sightings-{suffix}",
-                   "watchlist_audit": f"audit-{suffix}", "face_embeddings": f"faces-{suffix}"}}})
+                   "watchlist_audit": f"audit-{suffix}", "face_embeddings": f"faces-{suffix}",
+                   "appearances": f"appearances-{suffix}"}}})
     t = config.kafka.topics
     make_topics({t.alerts: 1, t.aggregates: 1, t.analyses: 1})
     producer, tracker = reliable_producer(config.kafka), DeliveryTracker()

@@ -42,7 +42,7 @@ def test_apply_creates_as_configured_and_a_second_run_changes_nothing(kafka_boot
     from camflow.services.topics import specs
     suffix = uuid.uuid4().hex[:8]
     names = ("frames", "analyses", "alerts", "aggregates", "dead_letters", "watchlist",
-             "watchlist_audit", "sightings", "face_embeddings")
+             "watchlist_audit", "sightings", "face_embeddings", "appearances")
     raw = {"deployment": f"topics-{suffix}",
            "kafka": {"bootstrap_servers": kafka_bootstrap, "topics": {
                **{n: f"{n}-{suffix}" for n in names}, "partitions": 3, "min_insync_replicas": 1,
