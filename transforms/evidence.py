@@ -8,13 +8,14 @@ busiest frame (``aggregate.WindowCounts`` keeps its reference and boxes).
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
+
+from .alert_text import evidence_of
 
 SUBJECT_COLOUR = (0, 0, 255)   # BGR red: what the alert is about
 OTHER_COLOUR = (0, 200, 255)   # amber: the others counted by a crowd rule
@@ -43,15 +44,6 @@ class Marks:
         self.subject.append(is_subject)
 
 
-def _evidence(alert: Mapping[str, Any]) -> dict[str, Any]:
-    raw = alert.get("evidence")
-    if isinstance(raw, Mapping):
-        return dict(raw)
-    try:
-        value = json.loads(raw) if raw else {}
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def alert_marks(alert: Mapping[str, Any], detections, zones: Mapping[str, Sequence] | None = None,
@@ -60,7 +52,7 @@ def alert_marks(alert: Mapping[str, Any], detections, zones: Mapping[str, Sequen
     raised it: its track's box when it is about one track, else every object of its subject's
     class (inside its zone when it has one); ``zones``/``lines`` map a scene's ids to their
     normalised points."""
-    evidence = _evidence(alert)
+    evidence = evidence_of(alert)
     marks = Marks()
     zone_id, line_id = evidence.get("zone_id"), evidence.get("line_id")
     if zone_id is not None and zones and zone_id in zones:

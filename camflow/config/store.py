@@ -48,6 +48,13 @@ class Store(Strict):
         return None
 
 
+def _object_store_url(value: str) -> str:
+    """The frame store's and the evidence store's backends: a directory or an S3 prefix."""
+    if not value.startswith(("file://", "s3://")):
+        raise ValueError("must be file:///path or s3://bucket/prefix")
+    return value
+
+
 class FrameStore(Strict):
     """Claim check (camflow/core/frame_store.py): samplers put each JPEG here and publish only its
     reference, so the bytes never travel through Kafka and Flink's exchanges."""
@@ -58,12 +65,7 @@ class FrameStore(Strict):
         "file stores: frames older than this are deleted by `camflow frames prune`; S3: set "
         "the bucket's lifecycle rule to the same age"))
 
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        if not value.startswith(("file://", "s3://")):
-            raise ValueError("must be file:///path or s3://bucket/prefix")
-        return value
+    _scheme = field_validator("url")(_object_store_url)
 
 
 class EvidenceStore(Strict):
@@ -92,12 +94,7 @@ class EvidenceStore(Strict):
         "the sink waits this long (wall clock) for the frames after an alert before it "
         "assembles the clip from what is there"))
 
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        if not value.startswith(("file://", "s3://")):
-            raise ValueError("must be file:///path or s3://bucket/prefix")
-        return value
+    _scheme = field_validator("url")(_object_store_url)
 
     def wants_clip(self, alert_type: str) -> bool:
         return alert_type != "camera_offline" and ("*" in self.clip_types or alert_type in self.clip_types)

@@ -15,7 +15,6 @@ on a server), and browsers play H.264 but not OpenCV's ``mp4v``.
 from __future__ import annotations
 
 import bisect
-import json
 import os
 import statistics
 import sys
@@ -29,6 +28,7 @@ import cv2
 import numpy as np
 
 from camflow.core.frame_store import FrameRefError
+from camflow.transforms.alert_text import evidence_of
 from camflow.transforms.frames import BadFrame, decode_jpeg
 
 # A poll lists each camera with pending clips in the frame store (a directory listing or an
@@ -125,11 +125,7 @@ def _log(message: str) -> None:
 def moment_ms(alert: dict) -> int:
     """What a clip is centred on: the frame the alert's snapshot shows (``frame_ms`` in its
     evidence: a window alert's busiest frame), else the alert's time."""
-    try:
-        facts = json.loads(alert.get("evidence") or "{}")
-    except (TypeError, ValueError):
-        facts = {}
-    frame_ms = facts.get("frame_ms") if isinstance(facts, dict) else None
+    frame_ms = evidence_of(alert).get("frame_ms")
     return int(frame_ms) if isinstance(frame_ms, int) else int(alert["time_ms"])
 
 
