@@ -28,7 +28,12 @@ def cmd_report(args) -> int:
               file=sys.stderr)
         return 2
     until_ms = int(time.time() * 1000)
-    html = build_report(config, until_ms - since_ms, until_ms, store_url=args.store, tz_name=args.tz)
+    try:
+        html = build_report(config, until_ms - since_ms, until_ms, store_url=args.store,
+                            tz_name=args.tz, plates=args.plate or [])
+    except SearchError as exc:  # a --plate too short to be one
+        print(f"camflow report: {exc}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
@@ -42,6 +47,8 @@ def register(sub) -> None:
     p.add_argument("--since", default="24h", help="look back this far: 24h, 7d, 90m (default 24h)")
     p.add_argument("--out", default="report.html")
     p.add_argument("--tz", default=None, help="time zone of the report (default: the config's time_zone), e.g. Asia/Ho_Chi_Minh")
+    p.add_argument("--plate", action="append", help="also this plate's path across camera "
+                   "sites (repeatable; audited)")
     p.add_argument("--store")
     p.add_argument("--config")
     p.set_defaults(func=cmd_report)

@@ -62,6 +62,7 @@ class ReportData:
     sightings: list[tuple] = field(default_factory=list)     # subject, kind, camera, ms, score
     evidence: list[tuple] = field(default_factory=list)      # alert_id, type, camera, ms, subject, jpeg
     top_alerts: list[dict] = field(default_factory=list)     # alert columns + "snapshot" (JPEG or None)
+    plates: dict[str, list[tuple]] = field(default_factory=dict)  # plate -> (plate, "plate", camera, ms, 1.0)
     frames: int = 0
 
 
@@ -393,6 +394,9 @@ TEMPLATE = """<!doctype html>
 <section id="subjects"><h2>Watchlist subjects: sightings paths</h2>
 {% for s in subjects %}<h3>{{ s.subject }} <small>({{ s.sightings }} sightings at {{ s.cameras }} cameras)</small></h3>
 <img class="plot" alt="path of {{ s.subject }}" src="{{ s.plot }}">{% else %}<p class="empty">No watchlist sightings in this period.</p>{% endfor %}</section>
+{% if plates %}<section id="plates"><h2>Vehicles by plate: paths</h2>
+{% for p in plates %}<h3>{{ p.plate }} <small>({{ p.passages }} passages at {{ p.cameras }} cameras)</small></h3>
+{% if p.plot %}<img class="plot" alt="path of {{ p.plate }}" src="{{ p.plot }}">{% else %}<p class="empty">No vehicle track read {{ p.plate }} in this period.</p>{% endif %}{% endfor %}</section>{% endif %}
 <section id="evidence"><h2>Evidence</h2>
 {% if thumbs %}<div class="thumbs">{% for t in thumbs %}<figure><img alt="evidence {{ t.alert_id }}" src="{{ t.src }}">
 <figcaption><b>{{ t.type }}</b> {{ t.subject or "" }}<br>{{ t.camera }}<br>{{ t.time }}</figcaption></figure>{% endfor %}</div>
@@ -431,6 +435,9 @@ def render(data: ReportData, config: Config, tz_name: str | None = None, title: 
         anomalies=[{**a, "window": f"{_dt(a['start_ms'], tz):%d %b %H:%M}-{_dt(a['end_ms'], tz):%H:%M}"}
                    for a in anomalies],
         subjects=subjects,
+        plates=[{"plate": plate, "passages": len(rows), "cameras": len({r[2] for r in rows}),
+                 "plot": figure_subject_path(plate, rows, camera_sites, tz) if rows else None}
+                for plate, rows in data.plates.items()],
         top_alerts=[{"alert_id": a["alert_id"], "type": a["type"], "severity": a["severity"],
                      "why": why(a), "camera": a["camera_id"],
                      "site": camera_sites[a["camera_id"]].name if a["camera_id"] in camera_sites else "",
@@ -443,12 +450,20 @@ def render(data: ReportData, config: Config, tz_name: str | None = None, title: 
 
 
 def build_report(config: Config, since_ms: int, until_ms: int, store_url: str | None = None,
-                 tz_name: str | None = None) -> str:
+                 tz_name: str | None = None, plates: list[str] = ()) -> str:
     """The report over ``[since_ms, until_ms)``; times in ``tz_name`` (None: the config's
-    ``time_zone``), snapshots from the config's evidence store."""
+    ``time_zone``), snapshots from the config's evidence store; ``plates``: each plate's path
+    across camera sites too (a vehicle's path is personal data: each is audited)."""
+    import getpass
+
+    from camflow.services.search import plate_path
     store = AnalystStore(store_url or config.store.url)
     try:
         data = load(store, since_ms, until_ms, configured_evidence(config))
+        for plate in plates:
+            store.audit_access(getpass.getuser(), "plate_search", plate, "report")
+            data.plates[plate] = [(plate, "plate", p.camera_id, p.first_ms, 1.0)
+                                  for p in plate_path(store, plate, since_ms) if p.first_ms < until_ms]
     finally:
         store.close()
     return render(data, config, tz_name)

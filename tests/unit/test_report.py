@@ -204,3 +204,25 @@ def test_top_alerts_carry_their_reason_local_time_and_a_scaled_snapshot(tmp_path
     assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (270, 480)
     assert all("<img" not in r[1] for r in rows[1:])
     assert "Frames again after 5 min of silence" in rows[3][1]
+
+
+def test_a_plate_path_is_drawn_on_the_sites_map_and_audited(filled, phu_quoc):
+    url, _ = filled
+    store = AnalystStore(url)
+    for camera, track, first in (("pq-port-baivong-arrivals", 4, NOW - 5 * HOUR),
+                                 ("pq-gw-duongdong-north", 8, NOW - 4 * HOUR),
+                                 ("pq-nightmarket-centre", 2, NOW - 2 * HOUR)):
+        store.upsert_vehicle_plate(camera, track, first, first + 60_000, "51F59881", "51F-598.81",
+                                   4, 0.9, 1)
+    store.commit()
+    store.close()
+    html = build_report(phu_quoc, NOW - 24 * HOUR, NOW, store_url=url, plates=["51F-598.81", "30A12345"])
+    assert "51F-598.81 <small>(3 passages at 3 cameras)</small>" in html
+    assert "No vehicle track read 30A12345 in this period." in html
+    parser = Images()
+    parser.feed(html)
+    assert len([s for s in parser.sources if s.startswith("data:image/png;base64,")]) == 6
+    store = AnalystStore(url)
+    searched = [(row[2], row[3], row[4]) for row in store.access_log()]
+    store.close()
+    assert ("plate_search", "51F-598.81", "report") in searched
