@@ -10,12 +10,16 @@ import time
 
 from camflow.commands.common import _config
 
+# A day by default: a search scores every track in its window (~7 KB of vectors each), and
+# investigators ask about hours ("around 21:00", "this morning"); --since 7d reaches back to
+# the retention.
+DEFAULT_LOOK_BACK = "24h"
+
 
 def _window(args, config) -> tuple[int | None, int | None]:
     from camflow.services.appearance_search import parse_time
     from camflow.services.search import parse_since
-    since_ms = int(time.time() * 1000) - parse_since(
-        args.since or f"{config.store.embedding_retention_days:g}d")
+    since_ms = int(time.time() * 1000) - parse_since(args.since or DEFAULT_LOOK_BACK)
     if args.after:
         since_ms = parse_time(args.after, config.time_zone)
     return since_ms, parse_time(args.until, config.time_zone)
@@ -89,8 +93,8 @@ def cmd_similar(args) -> int:
 def _common(p) -> None:
     p.add_argument("--camera", action="append", help="only this camera (repeatable)")
     p.add_argument("--site", action="append", help="only cameras whose site contains this (repeatable)")
-    p.add_argument("--since", help="look back this far: 7d, 24h, 90m (default: "
-                   "store.embedding_retention_days)")
+    p.add_argument("--since", help=f"look back this far: 7d, 24h, 90m (default {DEFAULT_LOOK_BACK}; "
+                   "the store keeps store.embedding_retention_days)")
     p.add_argument("--after", help="from this date-time (ISO, the deployment's time zone)")
     p.add_argument("--until", help="up to this date-time (ISO, the deployment's time zone)")
     p.add_argument("--limit", type=int, default=20, help="at most this many tracks")
