@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .detections import VEHICLE_CLASSES
+from .frames import encode_jpeg
 
 STRIPES = 6
 # 8 x 3 x 3 cells per stripe (432 floats in all) rank as well as 8 x 8 x 8 (3072) on vtest
@@ -177,8 +178,7 @@ class AppearanceEmbedder:
         batch, kept = embedding_inputs(image, xyxy)
         for start in range(0, len(kept), self.max_batch):
             part = self.session.run(None, {self.input_name: batch[start:start + self.max_batch]})[0]
-            norms = np.linalg.norm(part, axis=1, keepdims=True)
-            out[kept[start:start + self.max_batch]] = part / np.maximum(norms, 1e-12)
+            out[kept[start:start + self.max_batch]] = unit(part)
         return out
 
 
@@ -223,6 +223,11 @@ class AppearanceConfig(BaseModel):
         "weight of the colour cue in `camflow similar` (the rest is the embedding's)"))
 
 
+def _area(box) -> float:
+    x1, y1, x2, y2 = box
+    return (x2 - x1) * (y2 - y1)
+
+
 def heading(dx: float, dy: float, scale: float) -> str:
     """Where a track went in the image: 'left', 'right', 'up' (usually away from the camera),
     'down' (towards it), or 'still' when it moved less than ``scale`` (half its height)."""
@@ -242,8 +247,7 @@ def crop_jpeg(image: np.ndarray, box, height_px: int) -> bytes:
         scale = height_px / crop.shape[0]
         crop = cv2.resize(crop, (max(1, int(crop.shape[1] * scale)), height_px),
                           interpolation=cv2.INTER_AREA)
-    ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 80])
-    return data.tobytes() if ok else b""
+    return encode_jpeg(crop, 80)
 
 
 def appearance_id(camera_id: str, track_id: int, first_seen_ms: int) -> str:
@@ -282,8 +286,9 @@ class TrackAppearances:
     larger comes (at most every ``min_interval_ms``); when the track has been gone
     ``close_after_ms``, a closing record moves its last-seen time on.
 
-    State: ``{str(track_id): {class, first_ms, last_ms, best_ms, best_area, best_box,
-    emitted_ms, first_centre, centre}}``, plain values, so Flink can pickle it."""
+    State: ``{str(track_id): {class, first_ms, last_ms, best_ms, best_box, emitted_ms,
+    first_centre, centre}}``, plain values, so Flink can pickle it; ``emitted_ms`` None: no
+    best crop yet."""
 
     EDGE_PX = 2  # a box this close to the frame's edge is cut off: never a best crop
 
@@ -299,36 +304,37 @@ class TrackAppearances:
         height, width = image.shape[:2] if image is not None else (0, 0)
         best_rows = []
         if len(detections):
-            names_ = detections.class_name
+            class_names = detections.class_name
             for row in range(len(detections)):
                 track_id = int(detections.tracker_id[row])
-                if track_id < 0 or str(names_[row]) not in self.classes:
+                if track_id < 0 or str(class_names[row]) not in self.classes:
                     continue
                 x1, y1, x2, y2 = (float(v) for v in detections.xyxy[row])
                 key, centre = str(track_id), [(x1 + x2) / 2.0, (y1 + y2) / 2.0]
                 track = tracks.get(key)
                 if track is None:
-                    track = {"class": str(names_[row]), "first_ms": int(capture_ms),
-                             "best_area": 0.0, "best_box": [x1, y1, x2, y2], "best_ms": int(capture_ms),
+                    track = {"class": str(class_names[row]), "first_ms": int(capture_ms),
+                             "best_box": [x1, y1, x2, y2], "best_ms": int(capture_ms),
                              "emitted_ms": None, "first_centre": centre}
                 track = {**track, "last_ms": int(capture_ms), "centre": centre}
                 tracks[key] = track
-                area, inside = (x2 - x1) * (y2 - y1), (
+                area, inside = _area((x1, y1, x2, y2)), (
                     x1 > self.EDGE_PX and y1 > self.EDGE_PX and x2 < width - self.EDGE_PX
                     and y2 < height - self.EDGE_PX)
-                due = track["emitted_ms"] is None or \
-                    capture_ms - track["emitted_ms"] >= config.min_interval_ms
+                emitted_ms = track["emitted_ms"]
+                due = emitted_ms is None or capture_ms - emitted_ms >= config.min_interval_ms
+                best_area = 0.0 if emitted_ms is None else _area(track["best_box"])
                 if (image is not None and inside and y2 - y1 >= config.min_height_px and due
-                        and area >= track["best_area"] * config.min_gain):
-                    best_rows.append((row, key, area))
+                        and area >= best_area * config.min_gain):
+                    best_rows.append((row, key))
         if best_rows:
-            boxes = detections.xyxy[[row for row, _, _ in best_rows]]
+            boxes = detections.xyxy[[row for row, _ in best_rows]]
             colours = colour_vectors(image, boxes)
             embeddings = self.embedder(image, boxes) if self.embedder is not None else None
-            for i, (row, key, area) in enumerate(best_rows):
+            for i, (row, key) in enumerate(best_rows):
                 if not colours[i].any():
                     continue
-                track = {**tracks[key], "best_area": area, "best_ms": int(capture_ms),
+                track = {**tracks[key], "best_ms": int(capture_ms),
                          "best_box": [float(v) for v in boxes[i]], "emitted_ms": int(capture_ms)}
                 tracks[key] = track
                 records.append(appearance_record(
