@@ -8,6 +8,11 @@ import sys
 from camflow.commands.common import _config
 
 
+def _sites(config) -> dict:
+    """Camera id -> its location's site (else its name), for the printed lines."""
+    return {c.id: (c.location.site if c.location else c.name) for c in config.cameras}
+
+
 def cmd_sightings(args) -> int:
     """A watchlist subject's path across cameras, in time order, from the analyst store."""
     from camflow.services.store import AnalystStore
@@ -18,7 +23,7 @@ def cmd_sightings(args) -> int:
         path = store.subject_path(args.subject)
     finally:
         store.close()
-    sites = {c.id: (c.location.site if c.location else c.name) for c in config.cameras}
+    sites = _sites(config)
     for when, camera_id, score, track_id, alert_id in path:
         print(f"{when:%Y-%m-%d %H:%M:%S}  {camera_id:<28} {sites.get(camera_id, '') or '':<32} "
               f"score {score:.3f}  track {track_id}")
@@ -47,7 +52,7 @@ def cmd_search(args) -> int:
     except SearchError as exc:
         print(f"camflow search: {exc}", file=sys.stderr)
         return 2
-    sites = {c.id: (c.location.site if c.location else c.name) for c in config.cameras}
+    sites = _sites(config)
     for line in format_lines(result, sites):
         print(line)
     print(json.dumps(result.summary()))
@@ -74,7 +79,7 @@ def cmd_search_plate(args) -> int:
     except SearchError as exc:
         print(f"camflow search: {exc}", file=sys.stderr)
         return 2
-    sites = {c.id: (c.location.site if c.location else c.name) for c in config.cameras}
+    sites = _sites(config)
     for line in format_plate_lines(passages, sites, ZoneInfo(config.time_zone)):
         print(line)
     print(json.dumps({"plate": args.plate, "fuzzy": args.fuzzy, "passages": len(passages),

@@ -33,6 +33,11 @@ class Camera(Strict):
     id: str
     name: str = ""
     location: Location | None = None
+
+    @property
+    def site_name(self) -> str:
+        """What people call where the camera is: its location's site, else its name, else its id."""
+        return (self.location.site if self.location else "") or self.name or self.id
     source: str | None = Field(None, description="rtsp://, http(s):// or a video file path")
     fps: float = Field(1.0, gt=0, le=30)
     max_width: int = Field(960, ge=64, le=7680)

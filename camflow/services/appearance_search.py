@@ -48,7 +48,7 @@ class TrackMatch:
 
 
 def site_of(config: Config) -> dict[str, str]:
-    return {c.id: (c.location.site if c.location else c.name) or c.id for c in config.cameras}
+    return {c.id: c.site_name for c in config.cameras}
 
 
 def cameras_for(config: Config, cameras: list[str] | None, sites: list[str] | None) -> list[str] | None:

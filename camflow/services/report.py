@@ -116,8 +116,7 @@ def load(store: AnalystStore, since_ms: int, until_ms: int,
 
 
 def sites(config: Config) -> dict[str, Site]:
-    return {c.id: Site(c.id, (c.location.site if c.location else "") or c.name or c.id,
-                       c.location.lat if c.location else None, c.location.lon if c.location else None)
+    return {c.id: Site(c.id, c.site_name, c.location.lat if c.location else None, c.location.lon if c.location else None)
             for c in config.cameras}
 
 
@@ -456,14 +455,14 @@ def build_report(config: Config, since_ms: int, until_ms: int, store_url: str | 
     across camera sites too (a vehicle's path is personal data: each is audited)."""
     import getpass
 
-    from camflow.services.search import plate_path
+    from camflow.services.search import path_rows, plate_path
     store = AnalystStore(store_url or config.store.url)
     try:
         data = load(store, since_ms, until_ms, configured_evidence(config))
         for plate in plates:
             store.audit_access(getpass.getuser(), "plate_search", plate, "report")
-            data.plates[plate] = [(plate, "plate", p.camera_id, p.first_ms, 1.0)
-                                  for p in plate_path(store, plate, since_ms) if p.first_ms < until_ms]
+            data.plates[plate] = path_rows(plate, [p for p in plate_path(store, plate, since_ms)
+                                                   if p.first_ms < until_ms])
     finally:
         store.close()
     return render(data, config, tz_name)

@@ -186,6 +186,11 @@ def plate_path(store, plate: str, since_ms: int, fuzzy: bool = False,
     return sorted(passages, key=lambda p: (p.first_ms, p.camera_id))
 
 
+def path_rows(plate: str, passages: list[PlatePassage]) -> list[tuple]:
+    """A plate's passages as the path figure takes sightings: (label, kind, camera, ms, score)."""
+    return [(plate, "plate", p.camera_id, p.first_ms, 1.0) for p in passages]
+
+
 def format_plate_lines(passages: list[PlatePassage], sites: dict[str, str], zone) -> list[str]:
     lines = []
     for p in passages:

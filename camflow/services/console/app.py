@@ -263,14 +263,17 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
     def cameras_page(request: Request, user=Depends(page_user)):
         return render(request, "cameras.html", user, cameras=camera_status())
 
+    def camera_site(camera_id: str) -> str:
+        camera = sites.get(camera_id)
+        return camera.location.site if camera and camera.location else ""
+
     @app.get("/subjects/{subject_id}", response_class=HTMLResponse)
     def subject_page(subject_id: str, request: Request, user=Depends(page_user)):
         store.run(lambda s: s.audit_access(user.name, "subject_view", subject_id, "console"))
         rows = store.run(lambda s: s.sightings_of(subject_id))
         sightings = [{"camera_id": r[2], "kind": r[1], "time": iso(r[3], zone), "score": r[4],
                       "track_id": r[5], "alert_id": r[6],
-                      "site": (sites[r[2]].location.site if r[2] in sites and sites[r[2]].location
-                               else "")} for r in rows]
+                      "site": camera_site(r[2])} for r in rows]
         return render(request, "subject.html", user, subject=subject_id, sightings=sightings,
                       cameras=len({r[2] for r in rows}))
 
@@ -293,8 +296,7 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
         passages = [{"camera_id": p.camera_id, "time": iso(p.first_ms, zone),
                      "until": iso(p.last_ms, zone), "track_id": p.track_id,
                      "plate": p.display or p.plate, "reads": p.reads, "distance": p.distance,
-                     "site": (sites[p.camera_id].location.site if p.camera_id in sites
-                              and sites[p.camera_id].location else "")}
+                     "site": camera_site(p.camera_id)}
                     for p in plate_passages(plate, fuzzy)]
         return render(request, "plate.html", user, plate=plate, fuzzy=fuzzy, passages=passages,
                       cameras=len({p["camera_id"] for p in passages}))
@@ -470,27 +472,29 @@ def create_app(config: Config, store_url: str | None = None, feed: AlertFeed | N
     def cameras(user=Depends(api_user)):
         return {"cameras": camera_status()}
 
+    def path_png(label: str, rows: list[tuple]) -> Response:
+        """A path over the camera sites (sightings-shaped rows) as a PNG response."""
+        import base64
+        from zoneinfo import ZoneInfo
+
+        from camflow.services.report import figure_subject_path, sites as report_sites
+        uri = figure_subject_path(label, rows, report_sites(config), ZoneInfo(zone))
+        return Response(base64.b64decode(uri.split(",", 1)[1]), media_type="image/png")
+
     @app.get("/api/subjects/{subject_id}/path.png")
     def subject_path(subject_id: str, user=Depends(api_user)):
-        from camflow.services.report import figure_subject_path, sites as report_sites
         rows = [r[:5] for r in store.run(lambda s: s.sightings_of(subject_id))]
         if not rows:
             raise HTTPException(404, f"no sightings of {subject_id}")
-        import base64
-        from zoneinfo import ZoneInfo
-        uri = figure_subject_path(subject_id, rows, report_sites(config), ZoneInfo(zone))
-        return Response(base64.b64decode(uri.split(",", 1)[1]), media_type="image/png")
+        return path_png(subject_id, rows)
 
     @app.get("/api/plates/{plate}/path.png")
     def plate_path_png(plate: str, fuzzy: bool = False, user=Depends(api_user)):
-        from camflow.services.report import figure_subject_path, sites as report_sites
-        rows = [(plate, "plate", p.camera_id, p.first_ms, 1.0) for p in plate_passages(plate, fuzzy)]
+        from camflow.services.search import path_rows
+        rows = path_rows(plate, plate_passages(plate, fuzzy))
         if not rows:
             raise HTTPException(404, f"no vehicle track read {plate}")
-        import base64
-        from zoneinfo import ZoneInfo
-        uri = figure_subject_path(plate, rows, report_sites(config), ZoneInfo(zone))
-        return Response(base64.b64decode(uri.split(",", 1)[1]), media_type="image/png")
+        return path_png(plate, rows)
 
     @app.get("/healthz")
     def health():
