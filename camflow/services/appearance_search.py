@@ -161,10 +161,11 @@ def similar_tracks(store, config: Config, appearance_id: str, *, since_ms: int |
     sites_ = site_of(config)
     if not rows:
         return _match(query, sites_, 1.0), []
-    # The embedding counts only where both sides have one from the same model.
+    # The embedding counts only where both sides have one from the same model (and size).
     model = query["embedding_model"] if query["embedding"] is not None else None
     with_embedding = model is not None and all(
-        r["embedding"] is not None and r["embedding_model"] == model for r in rows)
+        r["embedding"] is not None and r["embedding_model"] == model
+        and len(r["embedding"]) == len(query["embedding"]) for r in rows)
     gallery = _vectors(rows, weight, with_embedding)
     index = faiss.IndexFlatIP(gallery.shape[1])
     index.add(gallery)

@@ -382,8 +382,14 @@ class AnalystStore:
         """A track's appearance (Appearance): vectors as float32 little-endian bytes. A closing
         record (no vectors) only moves last-seen time and heading on; a refresh replaces the
         best crop and its description."""
+        from camflow.schemas.codec import SchemaError
+        from camflow.transforms.appearance import COLOUR_SIZE
         from camflow.transforms.watchlist import embedding_bytes
         colour, embedding = a.get("colour"), a.get("embedding")
+        if colour is not None and len(colour) != COLOUR_SIZE:
+            # `similar` stacks every track's colour vector: one of another size would stop it.
+            raise SchemaError("malformed_record", f"appearance {a['appearance_id']}: colour of "
+                              f"{len(colour)} floats, expected {COLOUR_SIZE}")
         self.execute(
             """INSERT INTO appearances (appearance_id, camera_id, track_id, class_name, first_ms,
                    last_ms, first_seen, best_ms, x1, y1, x2, y2, upper_colour, lower_colour,

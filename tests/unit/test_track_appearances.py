@@ -101,6 +101,16 @@ def test_store_keeps_one_row_per_track(tmp_path):
     assert deleted["appearances"] == 1 and not store.appearances()
 
 
+def test_the_store_refuses_a_colour_vector_of_another_size(tmp_path):
+    from camflow.schemas.codec import SchemaError
+    _, records = run([(1000, *frame_with_person(110, 90))])
+    store = AnalystStore(f"duckdb://{tmp_path / 'store.duckdb'}")
+    store.create_schema()
+    with pytest.raises(SchemaError, match="colour of 5 floats, expected 432"):
+        store.upsert_appearance(dict(records[0], colour=[0.1] * 5))
+    assert store.appearances() == []
+
+
 class _Retention:
     alerts_days = evidence_days = matched_embeddings_days = sightings_days = 365
     frame_analyses_days = vehicle_plates_days = sink_rejects_days = access_audit_days = 365
